@@ -1,0 +1,181 @@
+"""The manifest: one row per input video, what resume, retries and inspection read.
+
+Layout of an output folder (local or any fsspec URL such as ``gs://`` or ``s3://``)::
+
+    OUT/shard-<id>-<part>.tar         complete shards (renamed into place when whole)
+    OUT/manifest.parquet              consolidated view: one row per input video
+    OUT/_index/<shard>.parquet        rows of the videos inside that shard, written
+                                      *before* the shard is renamed into place
+    OUT/_index/rows-<run>-<n>.parquet rows of videos that were skipped or failed
+    OUT/_tmp/                         partial files; never read
+
+A video counts as done only when its row says ``ok`` and the shard it names
+exists, so a run killed at any point resumes without duplicates or gaps.
+"""
+
+from __future__ import annotations
+
+import logging
+import posixpath
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field, fields
+
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+log = logging.getLogger(__name__)
+
+MANIFEST_NAME = "manifest.parquet"
+INDEX_DIR = "_index"
+TMP_DIR = "_tmp"
+STATUSES = ("ok", "skipped", "failed")
+
+
+@dataclass(slots=True)
+class ManifestRow:
+    video_id: str
+    url: str
+    status: str  # ok | skipped | failed
+    stage: str = (
+        ""  # where it stopped: input, download, probe, captions, filter, media, audio, write
+    )
+    reason: str = ""  # machine-readable: unavailable, too_long, no_captions, corrupt_media, ...
+    message: str = ""  # human-readable detail
+    title: str = ""
+    duration_ms: int = 0
+    segments: int = 0
+    windows: int = 0
+    words: int = 0
+    bytes: int = 0  # bytes of this video's samples in shards
+    shards: list[str] = field(default_factory=list)
+    caption_kind: str = ""
+    has_audio: bool = False
+    run: str = ""  # the run that wrote the row
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}, got {self.status!r}")
+
+
+SCHEMA = pa.schema(
+    [
+        ("video_id", pa.string()),
+        ("url", pa.string()),
+        ("status", pa.string()),
+        ("stage", pa.string()),
+        ("reason", pa.string()),
+        ("message", pa.string()),
+        ("title", pa.string()),
+        ("duration_ms", pa.int64()),
+        ("segments", pa.int32()),
+        ("windows", pa.int32()),
+        ("words", pa.int32()),
+        ("bytes", pa.int64()),
+        ("shards", pa.list_(pa.string())),
+        ("caption_kind", pa.string()),
+        ("has_audio", pa.bool_()),
+        ("run", pa.string()),
+    ]
+)
+assert [f.name for f in fields(ManifestRow)] == SCHEMA.names, "ManifestRow and SCHEMA disagree"
+
+
+def new_run_id() -> str:
+    """Sortable by start time, so later runs' rows override earlier ones."""
+    return time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
+
+
+def to_table(rows: Iterable[ManifestRow]) -> pa.Table:
+    return pa.Table.from_pylist([asdict(r) for r in rows], schema=SCHEMA)
+
+
+def from_table(table: pa.Table) -> list[ManifestRow]:
+    missing = set(SCHEMA.names) - set(table.column_names)
+    if missing:
+        raise ValueError(f"manifest lacks columns {sorted(missing)}")
+    return [ManifestRow(**r) for r in table.select(SCHEMA.names).to_pylist()]
+
+
+def join(base: str, *parts: str) -> str:
+    """Join URL-or-path parts with '/', whatever the filesystem."""
+    return posixpath.join(base.rstrip("/"), *parts) if base else posixpath.join(*parts)
+
+
+def temp_path(fs: fsspec.AbstractFileSystem, root: str, name: str) -> str:
+    """A fresh temporary path under ``root/_tmp`` (same filesystem, so rename works)."""
+    fs.makedirs(join(root, TMP_DIR), exist_ok=True)
+    return join(root, TMP_DIR, f"{name}.{uuid.uuid4().hex}")
+
+
+def write_rows_atomic(
+    fs: fsspec.AbstractFileSystem, root: str, relpath: str, rows: Iterable[ManifestRow]
+) -> None:
+    """Write ``root/relpath`` as Parquet under a temporary name, then rename it into place."""
+    tmp = temp_path(fs, root, posixpath.basename(relpath))
+    final = join(root, relpath)
+    fs.makedirs(posixpath.dirname(final), exist_ok=True)
+    try:
+        with fs.open(tmp, "wb") as f:
+            pq.write_table(to_table(rows), f)
+        fs.mv(tmp, final)
+    finally:
+        if fs.exists(tmp):
+            fs.rm(tmp)
+
+
+def read_rows(fs: fsspec.AbstractFileSystem, path: str) -> list[ManifestRow]:
+    with fs.open(path, "rb") as f:
+        return from_table(pq.read_table(f))
+
+
+def open_output(out: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    """(filesystem, root path) for a local folder or an fsspec URL."""
+    fs, root = fsspec.core.url_to_fs(out)
+    return fs, root
+
+
+def load_state(out: str) -> dict[str, ManifestRow]:
+    """The current row of every video known under ``out``.
+
+    Reads the consolidated manifest, then every index file; an ``ok`` row counts
+    only when all its shards exist. Index files of shards that never landed
+    (the run died between the two renames) are ignored.
+    """
+    fs, root = open_output(out)
+    state: dict[str, ManifestRow] = {}
+    if not fs.exists(root):
+        return state
+    existing = {posixpath.basename(p) for p in fs.glob(join(root, "*.tar"))}
+
+    def consider(row: ManifestRow) -> None:
+        if row.status == "ok" and not all(s in existing for s in row.shards):
+            return
+        old = state.get(row.video_id)
+        if old is not None and old.status == "ok" and row.status != "ok":
+            return  # a done video stays done
+        state[row.video_id] = row
+
+    manifest = join(root, MANIFEST_NAME)
+    if fs.exists(manifest):
+        for row in read_rows(fs, manifest):
+            consider(row)
+    for path in sorted(fs.glob(join(root, INDEX_DIR, "*.parquet"))):
+        for row in read_rows(fs, path):
+            consider(row)
+    return state
+
+
+def consolidate(out: str, run: str) -> list[ManifestRow]:
+    """Rewrite ``manifest.parquet`` from everything under ``out``; return its rows."""
+    fs, root = open_output(out)
+    state = load_state(out)
+    rows = sorted(state.values(), key=lambda r: r.video_id)
+    write_rows_atomic(fs, root, MANIFEST_NAME, rows)
+    tmp = join(root, TMP_DIR)
+    if fs.exists(tmp) and not fs.ls(tmp):
+        fs.rm(tmp, recursive=True)
+    log.info("manifest: %d rows (run %s)", len(rows), run)
+    return rows
