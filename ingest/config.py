@@ -139,7 +139,11 @@ def build_dataclass(cls: Any, data: dict[str, Any], where: str) -> Any:
         default = names[key].default
         if isinstance(default, bool) and not isinstance(value, bool):
             raise ConfigError(f"{where}.{key}: expected true/false, got {value!r}")
-        if isinstance(default, int) and not isinstance(default, bool) and not isinstance(value, int):
+        if (
+            isinstance(default, int)
+            and not isinstance(default, bool)
+            and not isinstance(value, int)
+        ):
             raise ConfigError(f"{where}.{key}: expected an integer, got {value!r}")
         if isinstance(default, float) and not isinstance(value, int | float):
             raise ConfigError(f"{where}.{key}: expected a number, got {value!r}")

@@ -59,7 +59,7 @@ class _OpenShard:
     def __init__(self, fs, root: str, name: str) -> None:
         self.fs, self.root, self.name = fs, root, name
         self.tmp = temp_path(fs, root, name)
-        self.file = fs.open(self.tmp, "wb")  # noqa: SIM115 (closed in commit/abort)
+        self.file = fs.open(self.tmp, "wb")  # closed in commit() or abort()
         self.tar = tarfile.open(fileobj=self.file, mode="w|", format=tarfile.PAX_FORMAT)  # noqa: SIM115
         self.bytes = 2 * TAR_BLOCK  # end-of-archive marker
         self.samples = 0
