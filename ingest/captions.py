@@ -1,0 +1,314 @@
+"""Caption files (WebVTT, SRT) to timed words.
+
+YouTube ASR captions ("auto") carry one time tag per word,
+``so<00:00:01.920><c> today</c><00:00:02.240><c> we</c>``, in a rolling layout:
+each cue repeats the line before it as plain text and 10 ms cues only repeat
+text. A word starts at its tag (the first word of a line at the cue start) and
+ends where the next word of its cue starts, or at the cue end. Manual captions
+have cue times only; a cue's words are spread over the cue in proportion to
+their length. Bracketed tags (``[Music]``, ``[Applause]``, ``[ __ ]``) are kept
+apart as non-speech. All times are integer milliseconds.
+
+``python -m ingest.captions FILE`` prints one JSON object per word.
+"""
+
+from __future__ import annotations
+
+import argparse
+import codecs
+import html
+import io
+import json
+import logging
+import os
+import re
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import webvtt
+from webvtt.errors import MalformedCaptionError, MalformedFileError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Word:
+    """A spoken word (or a non-speech tag) with its time span in ms."""
+
+    text: str
+    start_ms: int
+    end_ms: int
+
+    def __post_init__(self) -> None:
+        if self.end_ms < self.start_ms:
+            raise ValueError(f"word {self.text!r} ends before it starts: {self}")
+
+
+@dataclass(frozen=True, slots=True)
+class Captions:
+    """The words of one caption file."""
+
+    words: tuple[Word, ...]  # spoken words, time-ordered, each once
+    kind: Literal["auto", "manual"]  # auto = YouTube ASR with word time tags
+    non_speech: tuple[Word, ...]  # bracketed tags such as [Music], not counted as words
+
+
+class CaptionError(ValueError):
+    """A caption file cannot be read; the message names the file and the problem."""
+
+
+# A cue timing line as webvtt-py reads it (fields may be short, as in 0:01.5).
+_VTT_TIME = r"(?:(\d+):)?(\d{1,2}):(\d{1,2})\.(\d{1,3})"
+_VTT_TIMING = re.compile(rf"\s*{_VTT_TIME}\s*-->\s*{_VTT_TIME}(?=\s|$)")
+_SRT_TIME = r"(\d+):(\d{1,2}):(\d{1,2})[,.](\d{1,3})"
+_SRT_TIMING = re.compile(rf"\s*{_SRT_TIME}\s*-->\s*{_SRT_TIME}(?=\s|$)")
+_TAG_TIME = re.compile(r"(?:(\d+):)?(\d{2}):(\d{2})\.(\d{3})")
+_TAG = re.compile(r"<([^<>]*)>")  # any cue tag: <c>, </c>, <i>, <v Name>, <00:00:01.000>
+_TIME_TAG = re.compile(r"<\d[^<>]*>")
+_ASS_TAG = re.compile(r"\{\\[^{}]*\}")  # {\an8} positioning codes found in SRT files
+_TOKEN = re.compile(r"\[[^\[\]]*\]|[^\s\[\]]+")  # a bracketed tag or a run of non-space
+_NEWLINE = re.compile(r"\r\n|\r|\n")
+
+
+@dataclass(frozen=True, slots=True)
+class _Cue:
+    start_ms: int
+    end_ms: int
+    lines: tuple[str, ...]  # raw lines, tags kept
+    where: str  # "line N" of the timing line, for messages
+
+
+def _fail(name: str, problem: str) -> CaptionError:
+    return CaptionError(f"{name}: {problem}")
+
+
+def _ms(hours: str | None, minutes: str, seconds: str, frac: str, name: str, where: str) -> int:
+    """Milliseconds of a parsed timestamp; a fraction '.5' is 500 ms."""
+    m, s = int(minutes), int(seconds)
+    if m > 59 or s > 59:
+        raise _fail(name, f"{where}: minutes or seconds over 59")
+    return ((int(hours or 0) * 60 + m) * 60 + s) * 1000 + int(frac.ljust(3, "0"))
+
+
+def _check_text(text: str, name: str) -> list[str]:
+    """Reject empty and binary input; return the lines without a BOM."""
+    if "\x00" in text:
+        raise _fail(name, "binary data (NUL bytes), not a caption file")
+    text = text.removeprefix("\ufeff")
+    if not text.strip():
+        raise _fail(name, "empty file")
+    return _NEWLINE.split(text)
+
+
+def _timing(line: str, pattern: re.Pattern[str], name: str, where: str) -> tuple[int, int]:
+    match = pattern.match(line)
+    if match is None:
+        raise _fail(name, f"{where}: bad cue timing {line.strip()!r}")
+    g = match.groups()
+    start = _ms(*g[:4], name=name, where=where)
+    end = _ms(*g[4:], name=name, where=where)
+    if end < start:
+        raise _fail(name, f"{where}: cue ends before it starts {line.strip()!r}")
+    return start, end
+
+
+def parse_vtt(text: str, name: str = "<string>") -> Captions:
+    """Parse WebVTT text (YouTube auto captions or manual ones) with webvtt-py."""
+    lines = _check_text(text, name)
+    first = lines[0]
+    if not (first == "WEBVTT" or first.startswith(("WEBVTT ", "WEBVTT\t"))):
+        raise _fail(name, f"missing WEBVTT header (first line {first[:40]!r})")
+    # webvtt-py drops a cue with a bad timestamp silently: check every timing line first.
+    timings = [
+        _timing(line, _VTT_TIMING, name, f"line {n}")
+        for n, line in enumerate(lines, start=1)
+        if "-->" in line
+    ]
+    try:
+        vtt = webvtt.from_buffer(io.StringIO("\n".join(lines)))
+    except (MalformedFileError, MalformedCaptionError) as exc:
+        raise _fail(name, f"malformed WebVTT: {exc}") from exc
+    if len(vtt.captions) != len(timings):
+        raise _fail(name, f"{len(timings) - len(vtt.captions)} cue block(s) could not be read")
+    cues = [
+        _Cue(
+            c.start_time.in_milliseconds(),
+            c.end_time.in_milliseconds(),
+            tuple(c.raw_text.split("\n")),
+            f"cue {i} ({c.start} --> {c.end})",
+        )
+        for i, c in enumerate(vtt.captions, start=1)
+    ]
+    return _words_from_cues(cues, name)
+
+
+def parse_srt(text: str, name: str = "<string>") -> Captions:
+    """Parse SubRip text: cues of a number line, a timing line and text lines.
+
+    As in most players, a cue starts at its timing line (the number line before it
+    is dropped) and text after an empty line stays in the cue before it.
+    """
+    lines = _check_text(text, name)
+    cues: list[tuple[int, int, list[str], str]] = []
+    after_number = False  # the last text line read was a bare number
+    for n, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        if "-->" in line:
+            if after_number and cues:
+                cues[-1][2].pop()  # the number of this cue, not text of the last one
+            start, end = _timing(line, _SRT_TIMING, name, f"line {n}")
+            cues.append((start, end, [], f"line {n}"))
+            after_number = False
+            continue
+        after_number = line.strip().isdigit()
+        if cues:
+            cues[-1][2].append(line)
+        elif not after_number:
+            raise _fail(name, f"line {n}: expected a cue number and timing line, got {line[:40]!r}")
+    return _words_from_cues([_Cue(s, e, tuple(t), w) for s, e, t, w in cues], name)
+
+
+def _looks_like_srt(lines: Sequence[str]) -> bool:
+    content = [line for line in lines if line.strip()][:2]
+    return len(content) == 2 and content[0].strip().isdigit() and "-->" in content[1]
+
+
+def _decode(data: bytes, name: str) -> str:
+    utf16 = data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
+    if b"\x00" in data and not utf16:
+        raise _fail(name, "binary data (NUL bytes), not a caption file")
+    encoding = "utf-16" if utf16 else "utf-8-sig"
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        raise _fail(name, f"not {encoding} text (bad byte at offset {exc.start})") from exc
+
+
+def parse_captions(path: str | os.PathLike[str]) -> Captions:
+    """Read a caption file; VTT or SRT is told by content, then by extension.
+
+    Raises CaptionError for malformed content and OSError if the file cannot be read.
+    """
+    name = str(path)
+    text = _decode(Path(path).read_bytes(), name)
+    lines = _check_text(text, name)
+    if lines[0].startswith("WEBVTT"):
+        return parse_vtt(text, name)
+    if _looks_like_srt(lines) or Path(path).suffix.lower() == ".srt":
+        return parse_srt(text, name)
+    return parse_vtt(text, name)  # fails, naming the missing header
+
+
+def _plain(line: str) -> str:
+    """A line's text without tags, whitespace collapsed: what a repeat looks like."""
+    return " ".join(_TAG.sub("", line).split())
+
+
+def _new_lines(lines: list[str], previous: list[str]) -> list[str]:
+    """Drop the leading lines that repeat the end of the previous cue (rolling layout).
+
+    A line with time tags is always new; YouTube repeats old lines as plain text.
+    """
+    plains = [_plain(line) for line in lines]
+    for k in range(min(len(lines), len(previous)), 0, -1):
+        repeats = not any(_TIME_TAG.search(line) for line in lines[:k])
+        if repeats and plains[:k] == previous[-k:]:
+            return lines[k:]
+    return lines
+
+
+def _chunks(text: str, cue: _Cue, name: str) -> list[tuple[int, int, str]]:
+    """Split cue text at its time tags into (start, end, text) pieces; other tags vanish."""
+    starts, texts = [cue.start_ms], [""]
+    pos = 0
+    for match in _TAG.finditer(text):
+        texts[-1] += text[pos : match.start()]
+        pos = match.end()
+        tag = match.group(1).strip()
+        if not tag[:1].isdigit():
+            continue
+        time = _TAG_TIME.fullmatch(tag)
+        if time is None:
+            raise _fail(name, f"{cue.where}: bad word time tag <{tag}>")
+        ms = _ms(*time.groups(), name=name, where=cue.where)
+        if ms < starts[-1]:
+            raise _fail(name, f"{cue.where}: word time tag <{tag}> goes back in time")
+        starts.append(ms)
+        texts.append("")
+    texts[-1] += text[pos:]
+    ends = [*starts[1:], max(cue.end_ms, starts[-1])]
+    return list(zip(starts, ends, texts, strict=True))
+
+
+def _tokens(text: str) -> list[str]:
+    """Words and bracketed tags of tag-free text; markup, entities and '>>' removed."""
+    text = html.unescape(_ASS_TAG.sub(" ", text)).replace(">>", " ")
+    tokens = []
+    for token in _TOKEN.findall(text):
+        if token.startswith("["):
+            tokens.append("[" + " ".join(token[1:-1].split()) + "]")
+        elif any(ch.isalnum() for ch in token):
+            tokens.append(token)  # a token of punctuation only (-, ♪, ...) is no word
+    return tokens
+
+
+def spread(tokens: Sequence[str], start_ms: int, end_ms: int) -> list[Word]:
+    """Split [start_ms, end_ms] among tokens by character count, in integer ms.
+
+    Contiguous and exact: the first starts at start_ms, each ends where the next
+    starts, the last ends at end_ms.
+    """
+    total = sum(len(t) for t in tokens)
+    words, done, prev = [], 0, start_ms
+    for token in tokens:
+        done += len(token)
+        nxt = start_ms + (end_ms - start_ms) * done // total
+        words.append(Word(token, prev, nxt))
+        prev = nxt
+    return words
+
+
+def _words_from_cues(cues: Sequence[_Cue], name: str) -> Captions:
+    auto = any(_TIME_TAG.search(line) for cue in cues for line in cue.lines)
+    timed: list[Word] = []
+    previous: list[str] = []
+    for cue in cues:
+        lines = [line for line in cue.lines if line.strip()]
+        if auto:
+            new = _new_lines(lines, previous)
+            previous = [_plain(line) for line in lines]
+        else:
+            new = lines
+        for start, end, text in _chunks(" ".join(new), cue, name):
+            tokens = _tokens(text)
+            if tokens:
+                timed.extend(spread(tokens, start, end))
+    timed.sort(key=lambda w: w.start_ms)  # stable: cue order kept for equal starts
+    words = tuple(w for w in timed if not w.text.startswith("["))
+    non_speech = tuple(w for w in timed if w.text.startswith("["))
+    kind: Literal["auto", "manual"] = "auto" if auto else "manual"
+    log.debug("%s: %s captions, %d words, %d non-speech", name, kind, len(words), len(non_speech))
+    return Captions(words=words, kind=kind, non_speech=non_speech)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI: print the words of a caption file as JSON lines; exit 2 on bad input."""
+    parser = argparse.ArgumentParser(prog="python -m ingest.captions", description=__doc__)
+    parser.add_argument("file", help="a .vtt or .srt caption file")
+    args = parser.parse_args(argv)
+    try:
+        captions = parse_captions(args.file)
+    except (CaptionError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)  # noqa: T201
+        return 2
+    for w in captions.words:
+        print(json.dumps({"text": w.text, "start_ms": w.start_ms, "end_ms": w.end_ms}))  # noqa: T201
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
