@@ -30,11 +30,11 @@ system-deps:
 $(STAMP): pyproject.toml
 	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q $(FIND_LINKS) -e '.[dev]'
+	$(PY) -m pip install -q $(FIND_LINKS) -e '.[train,dev]'
 	@touch $(STAMP)
 
 demo: setup
-	$(PY) -m ingest.demo
+	$(PY) demo.py
 
 test: setup
 	$(PY) -m pytest -q

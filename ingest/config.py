@@ -9,6 +9,8 @@ raw YAML or dicts.
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -120,35 +122,50 @@ class CoreConfig:
         data = dict(data or {})
         parts: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
-            sub = data.pop(f.name, None)
             sub_cls = f.default_factory  # type: ignore[misc]
-            parts[f.name] = build_dataclass(sub_cls, sub or {}, where=f.name)
+            parts[f.name] = build_dataclass(sub_cls, data.pop(f.name, None), where=f.name)
         _check(not data, f"unknown core config keys: {sorted(data)}")
         return cls(**parts)
 
 
-def build_dataclass(cls: Any, data: dict[str, Any], where: str) -> Any:
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    """Check one YAML value against a field's type; tuples accept YAML lists."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (types.UnionType, typing.Union):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], where)
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        return tuple(_coerce(v, args[0], f"{where}[]") for v in value)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true/false, got {value!r}")
+    elif hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    elif hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    elif hint is str and not isinstance(value, str):
+        raise ConfigError(f"{where}: expected a string, got {value!r}")
+    return value
+
+
+def build_dataclass(cls: Any, data: dict[str, Any] | None, where: str) -> Any:
     """Instantiate a flat dataclass from a mapping, with messages naming the key."""
+    data = {} if data is None else data
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
-    names = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(names))
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
     _check(not unknown, f"{where}: unknown keys {unknown}; known: {sorted(names)}")
-    kwargs = {}
-    for key, value in data.items():
-        default = names[key].default
-        if isinstance(default, bool) and not isinstance(value, bool):
-            raise ConfigError(f"{where}.{key}: expected true/false, got {value!r}")
-        if (
-            isinstance(default, int)
-            and not isinstance(default, bool)
-            and not isinstance(value, int)
-        ):
-            raise ConfigError(f"{where}.{key}: expected an integer, got {value!r}")
-        if isinstance(default, float) and not isinstance(value, int | float):
-            raise ConfigError(f"{where}.{key}: expected a number, got {value!r}")
-        kwargs[key] = value
+    kwargs = {k: _coerce(v, hints[k], f"{where}.{k}") for k, v in data.items()}
     try:
         return cls(**kwargs)
-    except ConfigError as exc:
+    except ValueError as exc:  # ConfigError, or a plain ValueError from another module's check
         raise ConfigError(f"{where}: {exc}") from None

@@ -1,0 +1,31 @@
+# Montage ingest worker image: a Dataflow custom container, and the worker
+# environment of the portable runners (Flink, Spark: environment_type=DOCKER).
+#
+#   docker build -t REGION-docker.pkg.dev/PROJECT/REPO/montage-worker:TAG .
+#   docker push REGION-docker.pkg.dev/PROJECT/REPO/montage-worker:TAG
+#
+# The base image is Apache Beam's Python SDK image of the pinned Beam version and
+# Python; it carries the SDK harness entry point (/opt/apache/beam/boot).
+ARG PYTHON_VERSION=3.11
+ARG BEAM_VERSION=2.77.0
+FROM apache/beam_python${PYTHON_VERSION}_sdk:${BEAM_VERSION}
+
+# ffmpeg/ffprobe for frames and audio; nothing else from the system.
+RUN apt-get update \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ffmpeg \
+    && rm -rf /var/lib/apt/lists/*
+
+WORKDIR /opt/montage
+COPY pyproject.toml README.md pipelines.yaml ./
+COPY ingest ./ingest
+COPY shards ./shards
+COPY model ./model
+# The ingest side only: the pins in pyproject.toml, no torch.
+RUN pip install --no-cache-dir . \
+    && python -c "import apache_beam, yt_dlp, webvtt, librosa, ingest.pipeline" \
+    && ffprobe -version >/dev/null
+
+# Warm librosa's numba cache so each worker's first mel is not a 20 s compile.
+RUN python -c "import numpy as np, librosa; librosa.feature.melspectrogram(y=np.zeros(22050, np.float32), sr=22050)"
+
+ENTRYPOINT ["/opt/apache/beam/boot"]

@@ -1,0 +1,102 @@
+"""`python -m ingest run`: run the ingest pipeline with a profile from pipelines.yaml.
+
+    python -m ingest run --profile local --input videos.txt --output out/
+    python -m ingest run --profile local --input videos.txt --output out/ --retry-failed
+    python -m ingest run --profile dataflow --input gs://b/list.txt --output gs://b/shards \\
+        --project P --region R --temp_location gs://b/tmp --sdk_container_image IMAGE
+
+Any flag this command does not know is passed to Beam as a pipeline option.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import logging
+import sys
+import time
+
+from ingest.config import ConfigError
+from ingest.inputs import InputError, read_inputs
+
+log = logging.getLogger("ingest")
+
+
+def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    parser = argparse.ArgumentParser(prog="python -m ingest", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="download, align and shard a list of videos")
+    run.add_argument("--input", required=True, help="list of ids/URLs (.txt, .csv, .tsv, .parquet)")
+    run.add_argument("--output", required=True, help="output folder or URL (gs://, s3://)")
+    run.add_argument("--profile", default="local", help="runner profile in pipelines.yaml")
+    run.add_argument("--config", default=None, help="pipelines.yaml to use (default: the repo's)")
+    run.add_argument(
+        "--retry-failed", action="store_true", help="rerun only videos whose row failed"
+    )
+    run.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one pipelines.yaml value, e.g. ingest.filters.min_words_per_window=20",
+    )
+    run.add_argument("--run-id", default=None, help="name of this run in the manifest")
+    run.add_argument("-v", "--verbose", action="store_true")
+    return parser.parse_known_args(argv)
+
+
+def summary(output: str, started: float) -> str:
+    from shards import manifest
+
+    rows = manifest.load_state(output).values()
+    by_status = collections.Counter(r.status for r in rows)
+    reasons = collections.Counter(f"{r.status}:{r.reason}" for r in rows if r.status != "ok")
+    ok = [r for r in rows if r.status == "ok"]
+    shards = {s for r in ok for s in r.shards}
+    hours = sum(r.duration_ms for r in ok) / 3.6e6
+    lines = [
+        f"montage ingest: {sum(by_status.values())} videos in {time.monotonic() - started:.1f} s -> {output}",
+        "  " + ", ".join(f"{k} {by_status.get(k, 0)}" for k in ("ok", "skipped", "failed")),
+        f"  {sum(r.windows for r in ok)} windows, {sum(r.words for r in ok)} words, "
+        f"{hours:.2f} h of video, {len(shards)} shards, {sum(r.bytes for r in ok) / 1e6:.1f} MB",
+    ]
+    lines += [f"  {n:6d}  {reason}" for reason, n in reasons.most_common(10)]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, beam_args = parse_args(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from ingest import profiles
+    from ingest.pipeline import build_pipeline
+    from shards.manifest import new_run_id
+
+    try:
+        settings = profiles.load(args.config or profiles.DEFAULT_PATH, args.overrides)
+        pipeline_args = settings.profile(args.profile).pipeline_args(beam_args)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)  # noqa: T201
+        return 2
+    try:
+        next(iter(read_inputs(args.input)), None)  # fail now, with a clear message
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)  # noqa: T201
+        return 2
+    run = args.run_id or new_run_id()
+    started = time.monotonic()
+    log.info("run %s: profile %s, %s", run, args.profile, " ".join(pipeline_args))
+    with beam.Pipeline(options=PipelineOptions(pipeline_args)) as p:
+        build_pipeline(p, args.input, args.output, settings.ingest, run, args.retry_failed)
+    print(summary(args.output, started))  # noqa: T201
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,355 @@
+"""The Beam ingest pipeline: video list -> yt-dlp -> aligned windows -> shards + manifest.
+
+    ReadInputs -> Dedupe -> SkipDone -> AssignGroups (refs grouped by a hash of the id)
+      -> ProcessAndWrite: per group, download + core per video, streamed into shards
+           ok rows     (videos in complete shards, already indexed beside their shard)
+           failed rows -> WriteRows (skipped and failed videos, batched per bundle)
+      -> Finalize (consolidates manifest.parquet once everything above is written)
+
+`build_pipeline` only adds transforms to a pipeline it is given; option parsing
+lives in `ingest.__main__`. Every input line ends as exactly one manifest row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import shutil
+import tempfile
+import zlib
+from pathlib import Path
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+
+from ingest import core
+from ingest.download import Downloader, DownloadError, VideoRef, make_ref
+from ingest.inputs import InputLine, read_inputs
+from ingest.profiles import IngestConfig
+from shards import manifest, schema
+from shards.manifest import ManifestRow
+from shards.writer import ShardLimits, ShardWriter
+
+log = logging.getLogger(__name__)
+NAMESPACE = "montage"
+FAILED = "failed"
+
+
+def bad_input_id(raw: str) -> str:
+    return "input-" + hashlib.sha1(raw.encode()).hexdigest()[:12]
+
+
+def failure_row(
+    ref: VideoRef, run: str, stage: str, reason: str, message: str, status: str = "failed"
+) -> ManifestRow:
+    return ManifestRow(
+        video_id=ref.video_id,
+        url=ref.url,
+        status=status,
+        stage=stage,
+        reason=reason,
+        message=message[:2000],
+        run=run,
+    )
+
+
+# --- stage 1: inputs ---------------------------------------------------------------
+
+
+class _ParseLine(beam.DoFn):
+    def __init__(self, run: str) -> None:
+        self.run = run
+
+    def process(self, line: InputLine):
+        try:
+            yield make_ref(line.url, captions=line.captions, video_id=line.video_id)
+        except ValueError as exc:
+            Metrics.counter(NAMESPACE, "inputs_invalid").inc()
+            yield beam.pvalue.TaggedOutput(
+                FAILED,
+                ManifestRow(
+                    video_id=bad_input_id(line.url),
+                    url=line.url[:500],
+                    status="failed",
+                    stage="input",
+                    reason="invalid_input",
+                    message=f"{line.where}: {exc}",
+                    run=self.run,
+                ),
+            )
+
+
+class ReadInputs(beam.PTransform):
+    """Input list -> VideoRef; unusable lines go to the ``failed`` output as rows."""
+
+    def __init__(self, path: str, run: str) -> None:
+        super().__init__()
+        self.path, self.run = path, run
+
+    def expand(self, pbegin):
+        return (
+            pbegin
+            | "Path" >> beam.Create([self.path])
+            | "Read" >> beam.FlatMap(read_inputs)
+            | "Parse" >> beam.ParDo(_ParseLine(self.run)).with_outputs(FAILED, main="refs")
+        )
+
+
+class Dedupe(beam.PTransform):
+    """One VideoRef per video id (the first by URL, so the choice is deterministic)."""
+
+    def expand(self, refs):
+        return (
+            refs
+            | "ById" >> beam.Map(lambda r: (r.video_id, r))
+            | "Group" >> beam.GroupByKey()
+            | "First" >> beam.Map(lambda kv: min(kv[1], key=lambda r: (r.url, r.captions or "")))
+        )
+
+
+class _SkipDoneFn(beam.DoFn):
+    def __init__(self, output: str, retry_failed: bool) -> None:
+        self.output, self.retry_failed = output, retry_failed
+        self.state: dict[str, ManifestRow] = {}
+
+    def setup(self) -> None:
+        self.state = manifest.load_state(self.output)
+
+    def process(self, ref: VideoRef):
+        row = self.state.get(ref.video_id)
+        if self.retry_failed:
+            todo = row is not None and row.status == "failed"
+        else:
+            todo = row is None
+        if todo:
+            yield ref
+        else:
+            Metrics.counter(NAMESPACE, "videos_already_done").inc()
+
+
+class SkipDone(beam.PTransform):
+    """Drop videos the output already has a row for (or, with retry_failed, all but failed ones)."""
+
+    def __init__(self, output: str, retry_failed: bool = False) -> None:
+        super().__init__()
+        self.output, self.retry_failed = output, retry_failed
+
+    def expand(self, refs):
+        return refs | "Filter" >> beam.ParDo(_SkipDoneFn(self.output, self.retry_failed))
+
+
+# --- stage 2: groups -------------------------------------------------------------------
+
+
+def group_of(video_id: str, n_groups: int) -> int:
+    return zlib.crc32(video_id.encode()) % n_groups
+
+
+def n_groups_for(count: int, per_group: int, min_groups: int) -> int:
+    """Enough groups to fill the workers, few enough that shards stay big."""
+    return max(1, min(count, max(min_groups, math.ceil(count / per_group))))
+
+
+class AssignGroups(beam.PTransform):
+    """VideoRef -> (group, [VideoRef...]); the barrier is over refs only, never media."""
+
+    def __init__(self, per_group: int, min_groups: int) -> None:
+        super().__init__()
+        self.per_group, self.min_groups = per_group, min_groups
+
+    def expand(self, refs):
+        per_group, min_groups = self.per_group, self.min_groups
+        n_groups = (
+            refs
+            | "Count" >> beam.combiners.Count.Globally()
+            | "Groups" >> beam.Map(n_groups_for, per_group, min_groups)
+        )
+        return (
+            refs
+            | "Key"
+            >> beam.Map(
+                lambda r, n: (group_of(r.video_id, n), r), n=beam.pvalue.AsSingleton(n_groups)
+            )
+            | "Gather" >> beam.GroupByKey()
+            | "Spread" >> beam.Reshuffle()
+        )
+
+
+# --- stage 3: download, the per-video core, shards ---------------------------------------
+
+
+def shard_prefix(video_ids: list[str]) -> str:
+    """Named by the group's inputs: a retried group rewrites the same names."""
+    return "shard-" + hashlib.sha1("\n".join(sorted(video_ids)).encode()).hexdigest()[:16]
+
+
+class _ProcessGroupFn(beam.DoFn):
+    """Downloads and processes a group's videos one at a time, streaming them into shards.
+
+    Shards land as each fills, so a killed run keeps every finished one, and memory
+    holds one video at a time. A retried group first removes what an earlier attempt
+    of the same group left, then rewrites the same names.
+    """
+
+    def __init__(self, cfg: IngestConfig, output: str, run: str) -> None:
+        self.cfg, self.output, self.run = cfg, output, run
+        self.limits = ShardLimits(cfg.shards.max_bytes, cfg.shards.max_samples)
+        self.ok = Metrics.counter(NAMESPACE, "videos_ok")
+        self.failed = Metrics.counter(NAMESPACE, "videos_failed")
+        self.skipped = Metrics.counter(NAMESPACE, "videos_skipped")
+        self.windows = Metrics.counter(NAMESPACE, "windows")
+        self.bytes = Metrics.counter(NAMESPACE, "bytes_written")
+        self.shards = Metrics.counter(NAMESPACE, "shards_written")
+
+    def setup(self) -> None:
+        self.workdir = Path(tempfile.mkdtemp(prefix="montage-dl-"))
+        self.downloader = Downloader(self.cfg.download, self.workdir)
+
+    def teardown(self) -> None:
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def process(self, keyed):
+        _, refs = keyed
+        refs = sorted(refs, key=lambda r: r.video_id)
+        prefix = shard_prefix([r.video_id for r in refs])
+        remove_group(self.output, prefix)
+        with ShardWriter(self.output, prefix, self.limits) as writer:
+            for ref in refs:
+                got = self.process_one(ref)
+                if isinstance(got, ManifestRow):
+                    yield beam.pvalue.TaggedOutput(FAILED, got)
+                    continue
+                row, samples = got
+                writer.add_video(samples, row)
+                self.ok.inc()
+                self.windows.inc(len(samples))
+        self.shards.inc(len(writer.written))
+        for row in writer.rows:
+            self.bytes.inc(row.bytes)
+            yield row
+
+    def process_one(self, ref: VideoRef) -> ManifestRow | tuple[ManifestRow, list[schema.Sample]]:
+        """Download and run the core on one video: (ok row, samples) or a failure row."""
+        try:
+            with self.downloader.session(ref) as got:
+                source = core.VideoSource(
+                    video_id=ref.video_id,
+                    url=ref.url,
+                    title=str(got.info.get("title") or ""),
+                    caption_kind=got.caption_kind,
+                )
+                result = core.process_video(
+                    got.video_path, got.captions_path, self.cfg.core, source
+                )
+        except DownloadError as exc:
+            status = "skipped" if exc.category in ("too_long", "no_captions") else "failed"
+            return self._fail(ref, "download", exc.category, exc.message, status)
+        except core.VideoFailure as exc:
+            return self._fail(ref, exc.stage, exc.reason, exc.message, exc.status)
+        except Exception as exc:  # one video's bug must not stop the other million
+            log.exception("%s: unexpected error", ref.video_id)
+            return self._fail(ref, "process", "internal_error", f"{type(exc).__name__}: {exc}")
+        row = ManifestRow(
+            video_id=ref.video_id,
+            url=ref.url,
+            status="ok",
+            title=source.title,
+            duration_ms=result.duration_ms,
+            segments=result.segments,
+            windows=len(result.samples),
+            words=result.words,
+            caption_kind=result.caption_kind,
+            has_audio=result.has_audio,
+            run=self.run,
+        )
+        return row, result.samples
+
+    def _fail(
+        self, ref: VideoRef, stage: str, reason: str, message: str, status: str = "failed"
+    ) -> ManifestRow:
+        (self.skipped if status == "skipped" else self.failed).inc()
+        log.info("%s: %s at %s (%s): %s", ref.video_id, status, stage, reason, message)
+        return failure_row(ref, self.run, stage, reason, message, status)
+
+
+def remove_group(output: str, prefix: str) -> None:
+    """Delete shards (and their index files) an earlier attempt of this group left."""
+    fs, root = manifest.open_output(output)
+    for tar in fs.glob(manifest.join(root, f"{prefix}-*.tar")):
+        log.warning("removing %s left by an earlier attempt of the same group", tar)
+        fs.rm(tar)
+    for idx in fs.glob(manifest.join(root, manifest.INDEX_DIR, f"{prefix}-*.parquet")):
+        fs.rm(idx)
+
+
+class ProcessAndWrite(beam.PTransform):
+    """(group, refs) -> ok rows of videos in complete shards; failure rows on ``failed``."""
+
+    def __init__(self, cfg: IngestConfig, output: str, run: str) -> None:
+        super().__init__()
+        self.cfg, self.output, self.run = cfg, output, run
+
+    def expand(self, groups):
+        fn = _ProcessGroupFn(self.cfg, self.output, self.run)
+        return groups | "Process" >> beam.ParDo(fn).with_outputs(FAILED, main="ok")
+
+
+def _write_rows(rows: list[ManifestRow], output: str, run: str) -> list[ManifestRow]:
+    fs, root = manifest.open_output(output)
+    name = f"rows-{run}-{hashlib.sha1(''.join(r.video_id for r in rows).encode()).hexdigest()[:12]}.parquet"
+    manifest.write_rows_atomic(fs, root, f"{manifest.INDEX_DIR}/{name}", rows)
+    return rows
+
+
+class WriteRows(beam.PTransform):
+    """Rows of skipped and failed videos -> ``_index/rows-<run>-*.parquet``."""
+
+    def __init__(self, output: str, run: str) -> None:
+        super().__init__()
+        self.output, self.run = output, run
+
+    def expand(self, rows):
+        return (
+            rows
+            | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=1000)
+            | "Write" >> beam.FlatMap(_write_rows, output=self.output, run=self.run)
+        )
+
+
+def _finalize(_, output: str, run: str, written: list) -> int:
+    rows = manifest.consolidate(output, run)
+    log.info("run %s wrote %d rows; manifest has %d", run, len(written), len(rows))
+    return len(rows)
+
+
+def build_pipeline(
+    p: beam.Pipeline,
+    input_path: str,
+    output: str,
+    cfg: IngestConfig,
+    run: str,
+    retry_failed: bool = False,
+):
+    """Add the ingest transforms to ``p``; returns the PCollection of the final row count."""
+    parsed = p | "ReadInputs" >> ReadInputs(input_path, run)
+    groups = (
+        parsed.refs
+        | "Dedupe" >> Dedupe()
+        | "SkipDone" >> SkipDone(output, retry_failed)
+        | "AssignGroups" >> AssignGroups(cfg.shards.videos_per_group, cfg.shards.min_groups)
+    )
+    processed = groups | "ProcessAndWrite" >> ProcessAndWrite(cfg, output, run)
+    ok_rows = processed.ok
+    bad_rows = (
+        (parsed[FAILED], processed[FAILED])
+        | "AllFailures" >> beam.Flatten()
+        | "WriteRows" >> WriteRows(output, run)
+    )
+    written = (ok_rows, bad_rows) | "AllRows" >> beam.Flatten()
+    return (
+        p
+        | "Finalize" >> beam.Create([None])
+        | "Consolidate"
+        >> beam.Map(_finalize, output=output, run=run, written=beam.pvalue.AsList(written))
+    )
