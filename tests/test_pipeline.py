@@ -94,7 +94,11 @@ def test_mixed_list_every_input_gets_one_right_row(media, tmp_path):
         "</body></html>"
     )
     with LocalServer(site) as srv:
-        u = srv.url
+        base = srv.base_url
+
+        def u(name: str) -> str:
+            return f"{base}/{name}"
+
         lines = [
             "url,id,captions",
             f"{u('good.mp4')},,{u('good.en.vtt')}",
@@ -147,7 +151,7 @@ def test_mixed_list_every_input_gets_one_right_row(media, tmp_path):
         assert (row.status, row.reason) == (status, reason), (name, row)
     assert rows["-o /tmp/pwned"].status == "failed" and rows["-o /tmp/pwned"].stage == "input"
     assert rows[u("noaudio.mp4")].has_audio is False
-    assert rows[u("page.html")].title == "A page"
+    assert rows[u("page.html")].title.startswith("A page")  # yt-dlp numbers page entries
     weird = rows[u("good.mp4") + "?copy=2"]
     assert schema.KEY_RE.match(weird.video_id) and ".." not in weird.video_id
 

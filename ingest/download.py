@@ -1,0 +1,486 @@
+"""Download one video and its English captions with yt-dlp.
+
+Input lines become `VideoRef`s (`make_ref`): only a YouTube id, a YouTube video URL
+or another http(s) URL is accepted, and the only thing from the input that reaches
+yt-dlp is that URL, as the sole positional argument. `Downloader.download` runs
+one attempt as: extract the info dict (no media), decide "too long" and the
+caption track from it, then let yt-dlp's own `process_ie_result` select the format
+and download media and captions into a fresh per-video folder. Transient failures
+(429, 5xx, timeouts) are retried with exponential backoff; every failure surfaces
+as a `DownloadError` with a category from a small taxonomy, so a pipeline can
+record it as data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import yt_dlp
+from yt_dlp.networking import Request
+from yt_dlp.networking.exceptions import CertificateVerifyError, HTTPError, TransportError
+from yt_dlp.utils import GeoRestrictedError, determine_ext
+
+from ingest.config import ConfigError
+
+log = logging.getLogger(__name__)
+
+CATEGORIES = frozenset(
+    "unavailable private sign_in geo_blocked no_captions too_long network rate_limited other".split()  # noqa: SIM905
+)
+TRANSIENT = frozenset({"network", "rate_limited"})
+INFO_KEYS = ("title", "description", "channel", "duration", "upload_date", "webpage_url")
+MAX_CAPTION_BYTES = 20 * 1024 * 1024
+
+_YT_ID = re.compile(r"[A-Za-z0-9_-]{11}")
+_YT_HOSTS = {"youtube.com", "m.youtube.com", "music.youtube.com", "youtube-nocookie.com"}
+_YT_PATH = re.compile(r"/(?:shorts|embed|live|v)/([A-Za-z0-9_-]{11})(?:[/?#]|$)")
+_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
+_WORD_TAG = re.compile(r"<\d{2}:\d{2}:\d{2}\.\d{3}><c>")
+_HTTP_STATUS = re.compile(r"HTTP Error (\d{3})")
+# Message phrases, in priority order ("Private video. Sign in if you've been granted
+# access" is private; a 404 on the subtitle URL is no_captions, not unavailable).
+_PHRASES = (
+    ("rate_limited", ("too many requests", "try again later", "rate-limit")),
+    ("network", ("timed out", "connection reset", "remote end closed", "did not get any data")),
+    ("private", ("private video", "members-only", "join this channel")),
+    ("geo_blocked", ("in your country", "from your location", "geo restrict")),
+    ("sign_in", ("sign in", "not a bot", "confirm your age", "login required")),
+    ("no_captions", ("unable to download video subtitles",)),
+    ("unavailable", ("video unavailable", "been removed", "no longer available", "live event")),
+    ("unavailable", ("premieres in",)),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class DownloadConfig:
+    """Download options users set in pipelines.yaml."""
+
+    max_height: int = 360
+    prefer_manual_captions: bool = False
+    caption_langs: tuple[str, ...] = ("en",)  # each also matches <lang>-orig and <lang>-<REGION>
+    max_duration_s: float | None = 1200.0  # decided from the info dict, before any media
+    retries: int = 4  # retries after the first attempt, transient failures only
+    backoff_s: float = 2.0  # wait before retry k: backoff_s * 2**k, jittered, capped
+    backoff_max_s: float = 60.0
+    socket_timeout_s: float = 30.0
+    sleep_interval_s: float = 0.0  # yt-dlp's pause before each media download
+    cookies_file: str | None = None
+    proxy: str | None = None
+
+    def __post_init__(self) -> None:
+        langs_ok = bool(self.caption_langs) and all(
+            re.fullmatch(r"[A-Za-z]{2,3}", x) for x in self.caption_langs
+        )
+        for ok, msg in (
+            (self.max_height > 0, "max_height must be > 0"),
+            (langs_ok, f"caption_langs must be language codes, got {self.caption_langs!r}"),
+            (self.max_duration_s is None or self.max_duration_s > 0, "max_duration_s must be > 0"),
+            (min(self.retries, self.backoff_s, self.backoff_max_s) >= 0, "retries/backoff < 0"),
+            (self.socket_timeout_s > 0 and self.sleep_interval_s >= 0, "bad timeout or sleep"),
+        ):
+            if not ok:
+                raise ConfigError(msg)
+
+
+@dataclass(frozen=True, slots=True)
+class VideoRef:
+    video_id: str  # only [A-Za-z0-9_-]: safe as a file name and shard key
+    url: str  # the only input that reaches yt-dlp
+    captions: str | None = None  # VTT sidecar (http(s) URL or local path) for non-YouTube videos
+
+
+@dataclass(frozen=True, slots=True)
+class Downloaded:
+    ref: VideoRef
+    video_path: Path
+    captions_path: Path | None
+    caption_kind: str | None  # "auto" (word-timed ASR) | "manual" | None
+    info: dict[str, Any]  # INFO_KEYS only, JSON-serializable
+
+
+class DownloadError(Exception):
+    """A failed download, with a category a manifest can record."""
+
+    def __init__(
+        self,
+        category: str,
+        message: str,
+        transient: bool | None = None,
+        retry_after_s: float | None = None,
+    ) -> None:
+        if category not in CATEGORIES:
+            raise ValueError(f"unknown download failure category {category!r}")
+        super().__init__(f"{category}: {message}")
+        self.category = category
+        self.message = message
+        self.transient = category in TRANSIENT if transient is None else transient
+        self.retry_after_s = retry_after_s
+
+
+# -- input lines -> VideoRef ---------------------------------------------------------
+
+
+def safe_id(raw: str) -> str:
+    """`raw` if it is already made of [A-Za-z0-9_-] (<= 64 chars), else a safe, unique form."""
+    if re.fullmatch(r"[A-Za-z0-9_-]{1,64}", raw) and not raw.startswith("-"):
+        return raw
+    slug = _UNSAFE.sub("_", raw).strip("_-")[:48]
+    digest = hashlib.sha1(raw.encode()).hexdigest()[:10]
+    return f"{slug}_{digest}" if slug else f"id_{digest}"
+
+
+def _youtube_id(parts) -> str | None:
+    """The video id of a YouTube URL; "" for a YouTube URL that names no single video."""
+    host = (parts.hostname or "").lower().removeprefix("www.")
+    if host == "youtu.be":
+        vid = parts.path.lstrip("/").split("/")[0]
+    elif host in _YT_HOSTS and parts.path == "/watch":
+        vid = (parse_qs(parts.query).get("v") or [""])[0]
+    elif host in _YT_HOSTS:
+        m = _YT_PATH.match(parts.path)
+        vid = m.group(1) if m else ""
+    else:
+        return None
+    return vid if _YT_ID.fullmatch(vid) else ""
+
+
+def make_ref(raw: str, captions: str | None = None, video_id: str | None = None) -> VideoRef:
+    """Parse one input line into a VideoRef; ValueError for anything but an id or http(s) URL."""
+    text = raw.strip()
+    if not text or any(c.isspace() or ord(c) < 32 for c in text):
+        raise ValueError(f"not a video id or URL: {raw!r}")
+    # A bare YouTube id. One that starts with "-" must also end like a real id (the
+    # 11th character encodes 4 bits), so option-like strings such as "--exec-rm" fail.
+    if _YT_ID.fullmatch(text) and (not text.startswith("-") or text[-1] in "AEIMQUYcgkosw048"):
+        url, derived = f"https://www.youtube.com/watch?v={text}", text
+    else:
+        parts = urlsplit(text)
+        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"only YouTube ids and http(s) URLs are accepted, got {raw!r}")
+        yt = _youtube_id(parts)
+        if yt:
+            url, derived = f"https://www.youtube.com/watch?v={yt}", yt
+        elif yt is not None:
+            raise ValueError(f"not a single YouTube video: {raw!r}")
+        else:
+            stem = _UNSAFE.sub("_", Path(parts.path).stem).strip("_-")[:40] or "url"
+            url, derived = text, f"{stem}-{hashlib.sha1(text.encode()).hexdigest()[:12]}"
+    if captions is not None:
+        scheme = urlsplit(captions).scheme.lower()
+        if not captions.strip() or (scheme and scheme not in ("http", "https")):
+            raise ValueError(f"captions must be an http(s) URL or a local path, got {captions!r}")
+    vid = derived if video_id is None else safe_id(video_id)
+    return VideoRef(video_id=vid, url=url, captions=captions)
+
+
+# -- exceptions -> taxonomy ------------------------------------------------------------
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """`exc` and everything it wraps (yt-dlp's exc_info and cause, Python's chain)."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        e = todo.pop(0)
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        yield e
+        info = getattr(e, "exc_info", None)
+        todo += [info[1] if isinstance(info, tuple) and len(info) > 1 else None]
+        todo += [getattr(e, "cause", None), e.__cause__, e.__context__]
+
+
+def _clean(msg: str) -> str:
+    msg = msg.removeprefix("ERROR: ").split("; please report this issue")[0].strip()
+    return msg[:500]
+
+
+def classify(exc: BaseException) -> DownloadError:
+    """Map a yt-dlp (or network) exception to a DownloadError of the taxonomy."""
+    if isinstance(exc, DownloadError):
+        return exc
+    chain = list(_causes(exc))
+    text = " | ".join(str(e) for e in chain).lower()
+    message = _clean(str(exc) or type(exc).__name__)
+    status, retry_after = None, None
+    for e in chain:
+        if isinstance(e, HTTPError):
+            status = e.status
+            value = e.response.headers.get("Retry-After", "") if e.response else ""
+            retry_after = float(value) if value.strip().isdigit() else None
+            break
+        if isinstance(getattr(e, "code", None), int) and 100 <= e.code < 600:  # urllib
+            status = e.code
+            break
+    if status is None and (m := _HTTP_STATUS.search(text)):
+        status = int(m.group(1))
+
+    if status == 429:
+        category = "rate_limited"
+    elif status is not None and (500 <= status < 600 or status == 403):
+        category = "network"  # a 403 on YouTube media is mostly an expired URL or throttling
+    elif any(isinstance(e, TransportError | TimeoutError | ConnectionError) for e in chain):
+        ok_tls = not any(isinstance(e, CertificateVerifyError) for e in chain)
+        category = "network" if ok_tls else "other"
+    elif any(isinstance(e, GeoRestrictedError) for e in chain):
+        category = "geo_blocked"
+    else:
+        found = (c for c, phrases in _PHRASES if any(p in text for p in phrases))
+        category = next(found, "unavailable" if status in (404, 410) else "other")
+    return DownloadError(category, message, retry_after_s=retry_after)
+
+
+# -- caption choice -------------------------------------------------------------------
+
+
+def _lang_rank(key: str, langs: tuple[str, ...]) -> int | None:
+    """Rank a caption key: <lang>-orig (YouTube's original ASR), <lang>, <lang>-<REGION>."""
+    for i, lang in enumerate(langs):
+        for j, pattern in enumerate((rf"{lang}-orig", lang, rf"{lang}-[A-Z0-9]{{2,3}}")):
+            if re.fullmatch(pattern, key):
+                return 3 * i + j
+    return None
+
+
+def _vtt_format(formats: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The VTT entry of a caption track, unless it is a machine translation (tlang=)."""
+    for f in reversed(formats or []):
+        url = f.get("url")
+        if not url or (f.get("ext") or determine_ext(url)) != "vtt":
+            continue
+        if "tlang" not in parse_qs(urlsplit(url).query):
+            return f
+    return None
+
+
+def choose_captions(
+    info: dict[str, Any], langs: tuple[str, ...], prefer_manual: bool
+) -> tuple[str, str, dict[str, Any]] | None:
+    """(kind, language key, vtt format) of the best track, the preferred kind first."""
+    best = None
+    for kind, field in (("manual", "subtitles"), ("auto", "automatic_captions")):
+        kind_rank = 0 if (kind == "manual") == prefer_manual else 1
+        for key, formats in (info.get(field) or {}).items():
+            rank = _lang_rank(key, langs)
+            fmt = _vtt_format(formats) if rank is not None else None
+            if fmt is not None and (best is None or (kind_rank, rank) < best[0]):
+                best = ((kind_rank, rank), kind, key, fmt)
+    return None if best is None else best[1:]
+
+
+def _kind_of(path: Path, kind: str | None) -> str:
+    """'auto' when yt-dlp took ASR captions or the file carries word time tags."""
+    # Whether the file parses is the caption parser's call (a malformed file is a
+    # recorded failure, not a video without captions).
+    head = path.read_text(encoding="utf-8-sig", errors="replace")
+    return "auto" if kind == "auto" or _WORD_TAG.search(head) else "manual"
+
+
+# -- yt-dlp ---------------------------------------------------------------------------
+
+
+class _YtdlpLog:
+    """yt-dlp's logger interface, routed to `logging`. Its errors are re-raised as
+    DownloadError and recorded by the pipeline, so they are logged at INFO here."""
+
+    _log = logging.getLogger(__name__ + ".ytdlp")
+
+    def debug(self, msg: str) -> None:
+        self._log.debug(msg.removeprefix("[debug] "))
+
+    def info(self, msg: str) -> None:
+        self._log.debug(msg)
+
+    def warning(self, msg: str) -> None:
+        noise = "Falling back on generic information extractor" in msg
+        self._log.log(logging.DEBUG if noise else logging.WARNING, msg)
+
+    def error(self, msg: str) -> None:
+        self._log.info(msg)
+
+
+def ytdlp_params(cfg: DownloadConfig) -> dict[str, Any]:
+    """YoutubeDL options. Format: an mp4 with audio at the largest height <= max_height
+    (`res:H` also handles portrait video), the smallest file among those; a merged
+    mp4 video + m4a audio if no such single file exists."""
+    params: dict[str, Any] = {
+        "format": "b[ext=mp4]/bv*[ext=mp4]+ba[ext=m4a]/b/bv*+ba",
+        "format_sort": [f"res:{cfg.max_height}", "vcodec:h264", "+size", "+br"],
+        "merge_output_format": "mp4",
+        "writesubtitles": True,
+        "writeautomaticsub": True,
+        "subtitleslangs": ["all"],  # the info dict handed over holds only the chosen track
+        "subtitlesformat": "vtt",
+        "outtmpl": {"default": "media.%(ext)s"},
+        "restrictfilenames": True,
+        "noplaylist": True,
+        "quiet": True,
+        "no_warnings": True,
+        "noprogress": True,
+        "updatetime": False,
+        "socket_timeout": cfg.socket_timeout_s,
+        "retries": 1,  # one in-place resume; our own backoff does the real retrying
+        "fragment_retries": 3,
+        "extractor_retries": 1,
+        "extractor_args": {"youtube": {"skip": ["translated_subs"]}},
+        "logger": _YtdlpLog(),
+    }
+    if cfg.sleep_interval_s:
+        params["sleep_interval"] = cfg.sleep_interval_s
+    if cfg.proxy:
+        params["proxy"] = cfg.proxy
+    if cfg.cookies_file:
+        params["cookiefile"] = cfg.cookies_file
+    return params
+
+
+class Downloader:
+    """Downloads VideoRefs into per-video folders under `workdir`. Not thread-safe:
+    use one per worker (e.g. built in a Beam DoFn.setup())."""
+
+    def __init__(self, cfg: DownloadConfig, workdir: Path) -> None:
+        self.cfg = cfg
+        self.workdir = Path(workdir)
+        self._ydl: yt_dlp.YoutubeDL | None = None
+
+    def _client(self) -> yt_dlp.YoutubeDL:
+        if self._ydl is None:
+            self._ydl = yt_dlp.YoutubeDL(ytdlp_params(self.cfg))
+        return self._ydl
+
+    def close(self) -> None:
+        if self._ydl is not None:
+            self._ydl.close()
+            self._ydl = None
+
+    def backoff(self, attempt: int, retry_after_s: float | None = None) -> float:
+        """Seconds to wait before retry `attempt` (0-based): equal jitter, capped."""
+        delay = min(self.cfg.backoff_max_s, self.cfg.backoff_s * 2**attempt)
+        delay = delay / 2 + random.uniform(0, delay / 2)
+        return min(self.cfg.backoff_max_s, max(delay, retry_after_s or 0.0))
+
+    def download(self, ref: VideoRef, _info: dict[str, Any] | None = None) -> Downloaded:
+        """Download `ref`, retrying transient failures. The caller owns the files
+        (see `session` and `cleanup`). `_info` is for tests only: a YouTube-shaped
+        info dict that stands in for the network extraction step."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        for attempt in range(self.cfg.retries + 1):
+            vdir = Path(tempfile.mkdtemp(prefix=f"{ref.video_id}.", dir=self.workdir))
+            try:
+                return self._attempt(ref, vdir, _info)
+            except BaseException as exc:
+                shutil.rmtree(vdir, ignore_errors=True)
+                err = classify(exc) if isinstance(exc, Exception) else None
+                if err is None:
+                    raise
+                if not err.transient or attempt == self.cfg.retries:
+                    raise err from exc
+                wait = self.backoff(attempt, err.retry_after_s)
+                log.info("%s: %s; retry %d in %.2f s", ref.video_id, err, attempt + 1, wait)
+                time.sleep(wait)
+        raise AssertionError("unreachable")
+
+    @contextmanager
+    def session(self, ref: VideoRef, _info: dict[str, Any] | None = None) -> Iterator[Downloaded]:
+        """Download, yield, and always remove this video's files afterwards."""
+        got = self.download(ref, _info)
+        try:
+            yield got
+        finally:
+            self.cleanup(got)
+
+    def cleanup(self, got: Downloaded) -> None:
+        folder = got.video_path.parent
+        if folder.resolve().is_relative_to(self.workdir.resolve()) and folder.name.startswith(
+            got.ref.video_id + "."
+        ):
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def _attempt(self, ref: VideoRef, vdir: Path, _info: dict[str, Any] | None) -> Downloaded:
+        ydl = self._client()
+        ydl.params["paths"] = {"home": str(vdir)}
+        if _info is None:
+            info = ydl.extract_info(ref.url, download=False, process=False)
+        else:
+            info = dict(_info)
+        kind = info.get("_type", "video")
+        if kind == "playlist":
+            raise DownloadError("other", f"{ref.url} is a playlist, not one video")
+        if kind != "video":  # a redirect to another page: resolve it, still without media
+            info = ydl.process_ie_result(info, download=False)
+        self._check_playable(info)
+
+        if ref.captions is not None:
+            choice = None
+            cap_path = self._fetch_sidecar(ydl, ref.captions, vdir)
+            _kind_of(cap_path, None)  # a sidecar that is not WebVTT fails before any media
+        else:
+            choice = choose_captions(info, self.cfg.caption_langs, self.cfg.prefer_manual_captions)
+            if choice is None:
+                raise DownloadError(
+                    "no_captions", f"no {'/'.join(self.cfg.caption_langs)} VTT captions"
+                )
+            cap_path = None
+        # Hand yt-dlp only the chosen track, so its own selection cannot pick another.
+        cap_kind, cap_lang, cap_fmt = choice or (None, None, None)
+        info["subtitles"] = {cap_lang: [dict(cap_fmt)]} if cap_kind == "manual" else {}
+        info["automatic_captions"] = {cap_lang: [dict(cap_fmt)]} if cap_kind == "auto" else {}
+
+        result = ydl.process_ie_result(info, download=True)
+        downloads = result.get("requested_downloads") or []
+        video = Path(downloads[0]["filepath"]) if downloads else None
+        if video is None or not video.is_file() or video.stat().st_size == 0:
+            raise DownloadError("other", "yt-dlp reported no media file")
+        if cap_path is None:
+            sub = (result.get("requested_subtitles") or {}).get(cap_lang) or {}
+            cap_path = Path(sub["filepath"]) if sub.get("filepath") else None
+            if cap_path is None or not cap_path.is_file():
+                raise DownloadError("no_captions", f"captions {cap_lang!r} were not written")
+        meta = {k: result.get(k) for k in INFO_KEYS} | {
+            "channel": result.get("channel") or result.get("uploader")
+        }
+        return Downloaded(ref, video, cap_path, _kind_of(cap_path, cap_kind), meta)
+
+    def _check_playable(self, info: dict[str, Any]) -> None:
+        if info.get("is_live") or info.get("live_status") in ("is_live", "is_upcoming"):
+            raise DownloadError("unavailable", f"live or upcoming: {info.get('live_status')}")
+        duration, limit = info.get("duration"), self.cfg.max_duration_s
+        if limit is not None and isinstance(duration, int | float) and duration > limit:
+            raise DownloadError("too_long", f"duration {duration:.0f} s > {limit:.0f} s")
+
+    def _fetch_sidecar(self, ydl: yt_dlp.YoutubeDL, source: str, vdir: Path) -> Path:
+        """Copy a VTT sidecar (URL via yt-dlp's networking: proxy, cookies, timeout) here."""
+        dest = vdir / "sidecar.vtt"
+        if urlsplit(source).scheme.lower() in ("http", "https"):
+            try:
+                with ydl.urlopen(Request(source)) as resp:
+                    data = resp.read(MAX_CAPTION_BYTES + 1)
+            except HTTPError as exc:
+                if exc.status in (404, 410):
+                    raise DownloadError(
+                        "no_captions", f"sidecar {source}: HTTP {exc.status}"
+                    ) from exc
+                raise
+        else:
+            path = Path(source)
+            if not path.is_file():
+                raise DownloadError("no_captions", f"sidecar {source} does not exist")
+            with path.open("rb") as fh:
+                data = fh.read(MAX_CAPTION_BYTES + 1)
+        if not data or len(data) > MAX_CAPTION_BYTES:
+            raise DownloadError("no_captions", f"sidecar {source} is empty or too large")
+        dest.write_bytes(data)
+        return dest
