@@ -13,8 +13,13 @@ from __future__ import annotations
 import argparse
 import collections
 import logging
+import os
 import sys
 import time
+
+# Idle OpenBLAS threads spin: one BLAS thread per worker process is faster here, and
+# the workers inherit this environment.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from ingest.config import ConfigError
 from ingest.inputs import InputError, read_inputs

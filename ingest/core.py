@@ -119,7 +119,7 @@ def process_video(
     mel_q = mel_scale = None
     if info.has_audio:
         try:
-            audio = media.decode_audio(video_path, cfg.audio.sample_rate)
+            audio = media.decode_audio(video_path, cfg.audio.sample_rate, info)
         except media.MediaError as exc:
             raise VideoFailure("audio", "corrupt_media", str(exc)) from None
         mel = features.log_mel_segments(audio, len(segments), cfg.segments.segment_ms, cfg.audio)
