@@ -111,9 +111,6 @@ def run(args: argparse.Namespace) -> int:
                         str(target),
                         "--config",
                         str(args.config),
-                        # the corpus narrates about 40 words a minute less than Reserve's filter asks
-                        "--set",
-                        "ingest.filters.min_words_per_window=10",
                         "--set",
                         "ingest.shards.videos_per_group=4",
                     ]
