@@ -127,8 +127,11 @@ def write_rows_atomic(
 
 
 def read_rows(fs: fsspec.AbstractFileSystem, path: str) -> list[ManifestRow]:
+    # Read the bytes first: pq.read_table on an fsspec file object can leave Arrow's
+    # I/O threads behind and abort the process at exit (apache/arrow#33975).
     with fs.open(path, "rb") as f:
-        return from_table(pq.read_table(f))
+        data = f.read()
+    return from_table(pq.read_table(pa.BufferReader(data)))
 
 
 def open_output(out: str) -> tuple[fsspec.AbstractFileSystem, str]:
