@@ -1,0 +1,185 @@
+"""The MERLOT Reserve backbone: modality encoders and the joint transformer.
+
+The backbone holds no objective: it encodes each modality, builds the joint sequences
+(text view, audio view, or any per-segment group of modalities for the fusion
+objective) and runs the joint transformer. Objectives (model/objectives/) read its
+outputs and own their heads and MASK embeddings; downstream use (retrieval, probing)
+can use the backbone alone.
+
+The audio encoder, the span encoder and the joint transformer can be left out
+(`audio=False`, ...) when no objective uses them, so that every parameter receives a
+gradient and DDP needs no `find_unused_parameters`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from model.config import SUBSEGMENTS, ModelConfig
+from model.encoders import AudioEncoder, FrameEncoder, SpanEncoder
+from model.joint import JointInput, mask_keys, mask_words
+from model.layers import Transformer, init_weights
+
+Part = tuple[Tensor, Tensor]  # tokens (B, S, T, D) and their key mask (B, S, T)
+
+
+@dataclass
+class Frames:
+    tokens: Tensor  # (B, S, Nv, D) pooled ViT tokens, the joint encoder's frame input
+    embedding: Tensor  # (B, S, D) mean of the ViT patch outputs, the frame's own encoding
+
+
+@dataclass
+class Audio:
+    cls: Tensor  # (B, S, 3, D) one encoding per sub-segment (the span objective's target)
+    tokens: Tensor  # (B, S, 3, Na, D) pooled tokens, the joint encoder's audio input
+
+
+@dataclass
+class JointOutput:
+    frames: Tensor  # (B, S, Nv, D) joint outputs at the frame tokens
+    subsegments: Tensor  # (B, S, 3, K, D) joint outputs at the words (K = L) or audio (K = Na)
+
+
+class Backbone(nn.Module):
+    def __init__(
+        self, config: ModelConfig, audio: bool = True, spans: bool = True, joint: bool = True
+    ) -> None:
+        super().__init__()
+        self.config = config
+        D = config.width
+        self.token_embedding = nn.Embedding(config.vocab_size, D)
+        self.frame_encoder = FrameEncoder(config)
+        self.audio_encoder = AudioEncoder(config) if audio else None
+        self.span_encoder = SpanEncoder(config) if spans else None
+        self.joint_input = JointInput(config, audio=audio) if joint else None
+        self.joint = (
+            Transformer(D, config.joint_layers, config.heads, config.mlp_ratio, config.dropout)
+            if joint
+            else None
+        )
+        self.apply(init_weights)
+
+    # ----------------------------------------------------------------- encoders
+
+    def encode_frames(
+        self, frames: Tensor, patch_mask: Tensor | None = None, mask_token: Tensor | None = None
+    ) -> Frames:
+        """frames (B, S, 3, H, W); patch_mask (B, S, P) bool and mask_token (D,), or neither."""
+        B, S = frames.shape[:2]
+        pm = None if patch_mask is None else patch_mask.flatten(0, 1)
+        patches = self.frame_encoder(frames.flatten(0, 1), pm, mask_token)  # (B*S, P, D)
+        tokens = self.frame_encoder.pool(patches)  # (B*S, Nv, D)
+        return Frames(
+            tokens=tokens.unflatten(0, (B, S)), embedding=patches.mean(1).unflatten(0, (B, S))
+        )
+
+    def encode_audio(self, audio: Tensor) -> Audio:
+        """audio (B, S, 3, T, M) log-mel blocks."""
+        assert self.audio_encoder is not None, "backbone built without the audio encoder"
+        lead = audio.shape[:3]
+        cls, tokens = self.audio_encoder(audio.flatten(0, 2))  # (N, D), (N, Na, D)
+        return Audio(cls=cls.unflatten(0, lead), tokens=tokens.unflatten(0, lead))
+
+    def encode_spans(self, text: Tensor, text_mask: Tensor) -> Tensor:
+        """text, text_mask (B, S, 3, L) -> one encoding per sub-segment (B, S, 3, D)."""
+        assert self.span_encoder is not None, "backbone built without the span encoder"
+        lead = text.shape[:3]
+        emb = self.token_embedding(text.flatten(0, 2))  # (N, L, D)
+        return self.span_encoder(emb, text_mask.flatten(0, 2)).unflatten(0, lead)
+
+    # ----------------------------------------------------------------- joint inputs
+
+    def frame_part(self, frames: Frames, segment_mask: Tensor) -> Part:
+        """Embedded frame tokens (B, S, Nv, D) and key mask (B, S, Nv)."""
+        x = self.joint_input.frames(frames.tokens)
+        return x, segment_mask[:, :, None].expand(x.shape[:3])
+
+    def text_part(
+        self, text: Tensor, text_mask: Tensor, segment_mask: Tensor, masked: Tensor | None = None
+    ) -> Part:
+        """Embedded words (B, S, 3L, D) and key mask (B, S, 3L); masked (B, S, 3) -> MASK."""
+        cfg = self.config
+        if masked is not None:
+            text, text_mask = mask_words(text, text_mask, masked, cfg.mask_id, cfg.pad_id)
+        x = self.joint_input.words(self.token_embedding(text))  # (B, S, 3, L, D)
+        valid = text_mask & segment_mask[:, :, None, None]
+        return x.flatten(2, 3), valid.flatten(2, 3)
+
+    def audio_part(
+        self,
+        audio: Audio,
+        segment_mask: Tensor,
+        audio_present: Tensor,
+        masked: Tensor | None = None,
+    ) -> Part:
+        """Embedded audio tokens (B, S, 3Na, D) and key mask (B, S, 3Na).
+
+        A masked (B, S, 3) sub-segment keeps only its first token visible; the caller has
+        put its MASK embedding there (joint.replace_first).
+        """
+        x = self.joint_input.audio(audio.tokens)  # (B, S, 3, Na, D)
+        seg = (segment_mask & audio_present[:, None])[:, :, None, None]  # (B, S, 1, 1)
+        valid = seg.expand(x.shape[:4])  # (B, S, 3, Na)
+        if masked is not None:
+            valid = mask_keys(valid, masked & seg[..., 0])
+        return x.flatten(2, 3), valid.flatten(2, 3)
+
+    # ----------------------------------------------------------------- joint transformer
+
+    def fuse(self, parts: list[Part], per_segment: bool = False) -> list[Tensor]:
+        """Run the joint transformer over token groups placed segment after segment.
+
+        Each part is (tokens (B, S, T_i, D), key mask (B, S, T_i)). With per_segment the
+        sequences are single segments (B*S of them, for the fusion objective), else the
+        window in `segment_groups` runs of consecutive segments (B*G sequences of S/G
+        segments; MERLOT Reserve used 2 groups of 8). Returns each part's outputs, (B, S, T_i, D).
+        """
+        assert self.joint is not None, "backbone built without the joint transformer"
+        x = torch.cat([p[0] for p in parts], dim=2)  # (B, S, T, D)
+        valid = torch.cat([p[1] for p in parts], dim=2)  # (B, S, T)
+        B, S, T, D = x.shape
+        G = 1 if per_segment else self.config.segment_groups
+        assert S % G == 0, f"{S} segments do not split into {G} groups"
+        flat = (B * S, T) if per_segment else (B * G, S // G * T)
+        y = self.joint(x.reshape(*flat, D), valid.reshape(flat)).view(B, S, T, D)
+        return list(y.split([p[0].shape[2] for p in parts], dim=2))
+
+    def text_view(
+        self,
+        frames: Frames,
+        text: Tensor,
+        text_mask: Tensor,
+        segment_mask: Tensor,
+        masked_subsegments: Tensor | None = None,
+    ) -> JointOutput:
+        """Joint encoding of frames + words; masked (B, S, 3) sub-segments become one MASK."""
+        L = text.shape[-1]
+        f, t = self.fuse(
+            [
+                self.frame_part(frames, segment_mask),
+                self.text_part(text, text_mask, segment_mask, masked_subsegments),
+            ]
+        )
+        return JointOutput(frames=f, subsegments=t.unflatten(2, (SUBSEGMENTS, L)))
+
+    def audio_view(
+        self,
+        frames: Frames,
+        audio: Audio,
+        segment_mask: Tensor,
+        audio_present: Tensor,
+        masked_subsegments: Tensor | None = None,
+    ) -> JointOutput:
+        """Joint encoding of frames + audio tokens; masked (B, S, 3) sub-segments show only
+        their first token (see audio_part)."""
+        f, a = self.fuse(
+            [
+                self.frame_part(frames, segment_mask),
+                self.audio_part(audio, segment_mask, audio_present, masked_subsegments),
+            ]
+        )
+        return JointOutput(frames=f, subsegments=a.unflatten(2, (SUBSEGMENTS, -1)))

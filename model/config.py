@@ -1,0 +1,233 @@
+"""Model and objective configuration: plain dataclasses, presets by name.
+
+`ModelConfig` sizes the encoders and the joint transformer; `ObjectiveConfig` selects
+and weights the losses (an objective is on when its `weight` is above zero). Both are
+plain typed dataclasses so LightningCLI / jsonargparse can fill them from YAML.
+
+Presets: `tiny` (a CPU trains it in minutes), `base` and `large` (MERLOT Reserve's
+widths and depths, DESIGN.md section 3).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+
+PAD_ID = 0  # text padding token id; never attended to
+MASK_ID = 1  # text MASK token id; replaces a masked sub-segment's words in the joint input
+
+SUBSEGMENTS = 3  # audio sub-segments per segment (DESIGN.md section 2)
+
+
+@dataclass
+class ModelConfig:
+    """Sizes of the encoders and the joint transformer (all share one width)."""
+
+    width: int = 768
+    heads: int = 12
+    mlp_ratio: float = 4.0
+    dropout: float = 0.0
+    # frame encoder (ViT)
+    frame_size: tuple[int, int] = (192, 320)  # (H, W) the loader resizes/crops to
+    patch_size: int = 16
+    vision_layers: int = 12
+    frame_pool: int = 2  # average-pool the ViT grid by this factor before the joint encoder
+    frame_mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    frame_std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    # audio encoder over one sub-segment's log-mel block (time-major: frames x mels)
+    n_mels: int = 64
+    audio_frames: int = 60  # spectrogram frames per sub-segment
+    audio_patch: int = 2  # spectrogram frames per audio token
+    audio_layers: int = 12
+    audio_pool: int = 5  # average-pool audio tokens by this factor before the joint encoder
+    # text
+    vocab_size: int = 32768
+    pad_id: int = PAD_ID
+    mask_id: int = MASK_ID
+    max_text_len: int = 32  # L: most tokens in one sub-segment
+    span_layers: int = 4
+    # joint transformer
+    joint_layers: int = 12
+    max_segments: int = 16  # S: segments in a window
+    segment_groups: int = 2  # the joint encoder sees a window in this many consecutive groups
+    embed_dim: int = 768  # width of the contrastive / retrieval embedding spaces
+
+    def __post_init__(self) -> None:
+        self.frame_size = tuple(self.frame_size)
+        self.frame_mean = tuple(self.frame_mean)
+        self.frame_std = tuple(self.frame_std)
+        assert self.width % self.heads == 0, (
+            f"width {self.width} not divisible by heads {self.heads}"
+        )
+        h, w = self.frame_size
+        cell = self.patch_size * self.frame_pool
+        assert h % cell == 0 and w % cell == 0, (
+            f"frame_size {self.frame_size} must be a multiple of patch_size * frame_pool = {cell}"
+        )
+        assert self.audio_frames % (self.audio_patch * self.audio_pool) == 0, (
+            f"audio_frames {self.audio_frames} must be a multiple of "
+            f"audio_patch * audio_pool = {self.audio_patch * self.audio_pool}"
+        )
+        assert self.max_segments % self.segment_groups == 0, (
+            "segment_groups must divide max_segments"
+        )
+        assert self.pad_id != self.mask_id, "pad_id and mask_id must differ"
+        for token in (self.pad_id, self.mask_id):
+            assert 0 <= token < self.vocab_size, f"special token {token} outside the vocabulary"
+
+    @property
+    def patch_grid(self) -> tuple[int, int]:
+        """ViT patch grid (Hp, Wp)."""
+        return self.frame_size[0] // self.patch_size, self.frame_size[1] // self.patch_size
+
+    @property
+    def frame_tokens(self) -> int:
+        """Nv: tokens one frame contributes to the joint sequence (after pooling)."""
+        hp, wp = self.patch_grid
+        return (hp // self.frame_pool) * (wp // self.frame_pool)
+
+    @property
+    def audio_tokens(self) -> int:
+        """Na: tokens one audio sub-segment contributes to the joint sequence."""
+        return self.audio_frames // self.audio_patch // self.audio_pool
+
+    @classmethod
+    def from_name(cls, name: str, **overrides: object) -> ModelConfig:
+        """A preset (`tiny`, `base`, `large`) with fields overridden by keyword."""
+        assert name in PRESETS, f"unknown model size {name!r}; choose from {sorted(PRESETS)}"
+        return replace(PRESETS[name], **overrides)
+
+
+PRESETS: dict[str, ModelConfig] = {
+    # Trains on a CPU in minutes: small frames, two layers per stack.
+    "tiny": ModelConfig(
+        width=64,
+        heads=4,
+        frame_size=(64, 96),
+        vision_layers=2,
+        audio_patch=4,
+        audio_layers=2,
+        audio_pool=5,
+        vocab_size=512,
+        max_text_len=16,
+        span_layers=1,
+        joint_layers=2,
+        segment_groups=1,
+        embed_dim=64,
+    ),
+    # MERLOT Reserve Base: width 768, 12 joint layers, 12-layer ViT, 12-layer audio, 4-layer span.
+    "base": ModelConfig(),
+    # MERLOT Reserve Large: width 1024, 24 joint layers, 24-layer ViT.
+    "large": ModelConfig(
+        width=1024,
+        heads=16,
+        vision_layers=24,
+        audio_layers=12,
+        span_layers=4,
+        joint_layers=24,
+        embed_dim=1024,
+    ),
+}
+
+
+# ----------------------------------------------------------------------------- objectives
+
+
+@dataclass
+class SpanLossConfig:
+    """MERLOT Reserve contrastive span loss: frame, audio and text terms."""
+
+    weight: float = 1.0
+    mask_rate: float = (
+        0.25  # share of a sample's sub-segments MASKed (split text->audio / audio->text)
+    )
+    frame_mask_rate: float = 0.25  # share of a sample's frames MASKed for the frame term
+    init_log_scale: float = 1.0
+    max_log_scale: float = math.log(100.0)
+
+
+EAO_PAIRS = ("t-v", "t-a", "v-a", "t-va", "v-ta", "a-tv")
+
+
+def _eao_weights() -> dict[str, float]:
+    return {"t-v": 1.0, "t-a": 0.1, "v-a": 0.1, "t-va": 0.1, "v-ta": 0.1, "a-tv": 0.1}
+
+
+@dataclass
+class CombinatorialLossConfig:
+    """Everything at Once: NormSoftmax over modality pairs and fused pairs, per segment."""
+
+    weight: float = 0.0
+    temperature: float = 0.05
+    pair_weights: dict[str, float] = field(default_factory=_eao_weights)
+
+    def __post_init__(self) -> None:
+        unknown = set(self.pair_weights) - set(EAO_PAIRS)
+        assert not unknown, f"unknown pairs {sorted(unknown)}; choose from {EAO_PAIRS}"
+
+
+@dataclass
+class MilNceLossConfig:
+    """MIL-NCE between a frame and the K sub-segment captions nearest to it in time."""
+
+    weight: float = 0.0
+    num_candidates: int = 3  # K
+
+    def __post_init__(self) -> None:
+        assert self.num_candidates >= 1, "MIL-NCE needs at least one candidate caption"
+
+
+@dataclass
+class MvmLossConfig:
+    """Masked visual modelling (VIOLETv2) on frame patches, predicted from the joint output."""
+
+    weight: float = 0.0
+    targets: tuple[str, ...] = ("pixel", "hog")  # any of "pixel", "hog"; their losses are averaged
+    mask_ratio: float = 0.3  # share of pooled frame cells (frame_pool^2 patches each) masked
+    distance: str = "l2"  # "l1" or "l2"
+    norm_pixels: bool = True  # pixel target normalised per patch (mean 0, var 1)
+    hog_bins: int = 9
+    hog_cell: int = 8  # pixels; a patch holds (patch_size / hog_cell)^2 cells
+
+    def __post_init__(self) -> None:
+        self.targets = tuple(self.targets)
+        assert self.targets and set(self.targets) <= {"pixel", "hog"}, (
+            f"MVM targets must be 'pixel' and/or 'hog', got {self.targets}"
+        )
+        assert self.distance in ("l1", "l2"), f"MVM distance must be l1 or l2, got {self.distance}"
+        assert 0.0 < self.mask_ratio < 1.0, "MVM mask_ratio must lie in (0, 1)"
+
+
+@dataclass
+class ObjectiveConfig:
+    """Which losses train the model and how much each weighs (weight 0 = off)."""
+
+    span: SpanLossConfig = field(default_factory=SpanLossConfig)
+    combinatorial: CombinatorialLossConfig = field(default_factory=CombinatorialLossConfig)
+    milnce: MilNceLossConfig = field(default_factory=MilNceLossConfig)
+    mvm: MvmLossConfig = field(default_factory=MvmLossConfig)
+
+    def __post_init__(self) -> None:
+        assert any(w > 0 for w in self.weights().values()), (
+            "at least one objective needs weight > 0"
+        )
+
+    def weights(self) -> dict[str, float]:
+        return {
+            "span": self.span.weight,
+            "combinatorial": self.combinatorial.weight,
+            "milnce": self.milnce.weight,
+            "mvm": self.mvm.weight,
+        }
+
+    def enabled(self) -> list[str]:
+        return [name for name, w in self.weights().items() if w > 0]
+
+    @classmethod
+    def only(cls, name: str) -> ObjectiveConfig:
+        """Exactly one objective on, with weight 1 and defaults otherwise."""
+        cfg = cls()
+        for other in cfg.weights():
+            getattr(cfg, other).weight = 1.0 if other == name else 0.0
+        assert name in cfg.weights(), f"unknown objective {name!r}"
+        return cfg

@@ -1,0 +1,84 @@
+"""Inputs of the joint transformer: per-segment token groups with their embeddings.
+
+The joint sequence of a sample is, segment after segment (MERLOT Reserve):
+
+    [frame tokens (Nv)] [sub-segment 0 (K)] [sub-segment 1 (K)] [sub-segment 2 (K)]
+
+where a sub-segment holds its words (text view, K = L) or its pooled audio tokens
+(audio view, K = Na). Every token gets a segment embedding, a kind embedding (frame /
+text / audio) and a position inside its group; sub-segment tokens also get the
+sub-segment index. Padding is handled by a key mask, never by the sequence layout, so
+a shape depends only on (B, S, L) and the config. MASK embeddings for frames and audio
+belong to the objective that masks them (model/objectives/span.py).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from model.config import SUBSEGMENTS, ModelConfig
+from model.layers import learned
+
+FRAME, TEXT, AUDIO = 0, 1, 2
+
+
+class JointInput(nn.Module):
+    """Learned embeddings that place frame, word and audio tokens in the joint sequence."""
+
+    def __init__(self, cfg: ModelConfig, audio: bool = True) -> None:
+        super().__init__()
+        D = cfg.width
+        self.segment = learned(cfg.max_segments, D)
+        self.kind = learned(3, D)
+        self.subsegment = learned(SUBSEGMENTS, D)
+        self.frame_pos = learned(cfg.frame_tokens, D)
+        self.text_pos = learned(cfg.max_text_len, D)
+        self.audio_pos = learned(cfg.audio_tokens, D) if audio else None
+
+    def frames(self, tokens: Tensor) -> Tensor:
+        """tokens (B, S, Nv, D) -> embedded (B, S, Nv, D)."""
+        S = tokens.shape[1]
+        return tokens + self.frame_pos + self.segment[:S, None] + self.kind[FRAME]
+
+    def words(self, emb: Tensor) -> Tensor:
+        """Token embeddings (B, S, 3, L, D) -> embedded (B, S, 3, L, D)."""
+        S, L = emb.shape[1], emb.shape[3]
+        place = self.segment[:S, None, None] + self.subsegment[:, None] + self.kind[TEXT]
+        return emb + self.text_pos[:L] + place
+
+    def audio(self, tokens: Tensor) -> Tensor:
+        """tokens (B, S, 3, Na, D) -> embedded (B, S, 3, Na, D)."""
+        assert self.audio_pos is not None, "this joint input was built without audio"
+        S = tokens.shape[1]
+        place = self.segment[:S, None, None] + self.subsegment[:, None] + self.kind[AUDIO]
+        return tokens + self.audio_pos + place
+
+
+def mask_words(
+    text: Tensor, text_mask: Tensor, masked: Tensor, mask_id: int, pad_id: int
+) -> tuple[Tensor, Tensor]:
+    """Replace the words of masked sub-segments by one MASK token (new tensors).
+
+    text, text_mask (B, S, 3, L); masked (B, S, 3) bool. A masked sub-segment becomes
+    [MASK, PAD, ...] with key mask [True, False, ...].
+    """
+    L = text.shape[-1]
+    first = torch.arange(L, device=text.device) == 0  # (L,)
+    m = masked[..., None]  # (B, S, 3, 1)
+    text = torch.where(m, torch.where(first, mask_id, pad_id), text)
+    text_mask = torch.where(m, first, text_mask)
+    return text, text_mask
+
+
+def mask_keys(valid: Tensor, masked: Tensor) -> Tensor:
+    """valid (B, S, 3, K) with masked (B, S, 3) sub-segments reduced to their first token."""
+    first = torch.arange(valid.shape[-1], device=valid.device) == 0  # (K,)
+    return torch.where(masked[..., None], first, valid)
+
+
+def replace_first(tokens: Tensor, masked: Tensor, embedding: Tensor) -> Tensor:
+    """tokens (B, S, 3, K, D) with the first token of masked (B, S, 3) groups set to embedding (D,)."""
+    first = torch.arange(tokens.shape[3], device=tokens.device) == 0  # (K,)
+    where = masked[..., None, None] & first[:, None]  # (B, S, 3, K, 1)
+    return torch.where(where, embedding.to(tokens.dtype), tokens)

@@ -1,0 +1,22 @@
+"""Pretraining losses as functions of tensors, each in its own module.
+
+Contrastive losses gather their features across processes through
+`model.distributed.gather_features`; with one process they are plain functions of
+their inputs. Rows are marked valid or not by bool masks (no dynamic shapes), so an
+absent modality gives a zero term with finite gradients.
+"""
+
+from model.losses.combinatorial import CombinatorialLoss, norm_softmax
+from model.losses.milnce import MilNceLoss
+from model.losses.mvm import MaskedPatchLoss
+from model.losses.span import ContrastiveSpanLoss, l2norm, span_nce
+
+__all__ = [
+    "CombinatorialLoss",
+    "ContrastiveSpanLoss",
+    "MaskedPatchLoss",
+    "MilNceLoss",
+    "l2norm",
+    "norm_softmax",
+    "span_nce",
+]
