@@ -183,6 +183,25 @@ def test_mixed_list_every_input_gets_one_right_row(media, tmp_path):
     assert rc == 0
     assert samples_per_video(out) == seen
 
+    # --retry-failed: the missing video now exists; only failed rows are tried again
+    shutil.copy(site / "good.mp4", site / "missing.mp4")
+    before = rows_by_url(out)
+    with LocalServer(site, port=int(base.rsplit(":", 1)[1])):
+        rc = run_cli(
+            ["--profile", "local", "--config", str(cfg), "--input", str(tmp_path / "in.csv"),
+             "--output", str(out), "--direct_num_workers=1", "--retry-failed"]
+        )  # fmt: skip
+    assert rc == 0
+    after = rows_by_url(out)
+    assert after[u("missing.mp4")].status == "ok"
+    assert (
+        after[u("trunc.mp4")].status == "failed"
+        and after[u("trunc.mp4")].run != before[u("trunc.mp4")].run
+    )
+    assert after[u("nocap.mp4")] == before[u("nocap.mp4")]  # skipped, not retried
+    assert after[u("good.mp4")] == before[u("good.mp4")]
+    assert sum(samples_per_video(out).values()) == 6
+
 
 def free_port() -> int:
     with socket.socket() as s:
