@@ -17,7 +17,14 @@ from ingest.config import ConfigError, CoreConfig, build_dataclass
 from ingest.download import DownloadConfig
 
 DEFAULT_PATH = Path(__file__).resolve().parent.parent / "pipelines.yaml"
-RUNNERS = ("DirectRunner", "PortableRunner", "DataflowRunner", "FlinkRunner", "SparkRunner")
+RUNNERS = (
+    "DirectRunner",
+    "FnApiRunner",
+    "PortableRunner",
+    "DataflowRunner",
+    "FlinkRunner",
+    "SparkRunner",
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,7 @@ def test_every_shipped_pipelines_yaml_loads(path):
 def test_local_profile_args_and_user_flags_come_last():
     local = profiles.load().profile("local")
     args = local.pipeline_args(["--direct_num_workers=2"])
-    assert args[0] == "--runner=DirectRunner"
+    assert args[0] == "--runner=FnApiRunner"
     assert "--direct_running_mode=multi_processing" in args
     assert args[-1] == "--direct_num_workers=2"
 
