@@ -4,6 +4,10 @@
     serve   serve them on 127.0.0.1, in the form yt-dlp downloads
     ingest  the Beam pipeline, local profile: yt-dlp -> aligned windows -> shards + manifest
     align   print what was aligned for one window (words, times, segments, sub-segments)
+    inspect `python -m shards inspect` and `verify` on the shards
+    train   `train.py fit` with configs/demo.yaml on the CPU, validating on held-out videos
+    eval    zero-shot retrieval on the held-out videos (never trained on), beside chance
+    show    the `shards show` picture of one held-out window
 
 Every stage says what it does and how long it took; outputs go under --out.
 """
@@ -11,7 +15,10 @@ Every stage says what it does and how long it took; outputs go under --out.
 from __future__ import annotations
 
 import argparse
+import csv
 import logging
+import os
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -19,6 +26,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 log = logging.getLogger("demo")
+ROOT = Path(__file__).resolve().parent
+WINDOW_SEGMENTS = 4  # 20 s windows: more held-out windows to retrieve among than 80 s ones
 
 
 class Stages:
@@ -67,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
     from ingest import __main__ as ingest_cli
     from ingest.demo_corpus import generate_corpus, write_inputs
     from ingest.localserve import LocalServer
+    from shards import __main__ as shards_cli
     from shards import reader
 
     out: Path = args.out
@@ -113,6 +123,10 @@ def run(args: argparse.Namespace) -> int:
                         str(args.config),
                         "--set",
                         "ingest.shards.videos_per_group=4",
+                        "--set",
+                        f"ingest.segments.window_segments={WINDOW_SEGMENTS}",
+                        "--set",
+                        f"ingest.segments.window_stride={WINDOW_SEGMENTS}",
                     ]
                 )
                 if rc != 0:
@@ -122,15 +136,106 @@ def run(args: argparse.Namespace) -> int:
         first = next(reader.iter_samples(reader.expand(str(shards_dir / "train"))[0]))
         print(format_window(first))
 
+    with step("inspect", "python -m shards inspect / verify"):
+        for split in ("train", "heldout"):
+            if shards_cli.main(["inspect", "--summary", str(shards_dir / split)]) != 0:
+                return 1
+            if shards_cli.main(["verify", "-q", str(shards_dir / split)]) != 0:
+                return 1
+
+    runs = out / "runs"
+    with step(
+        "train", f"train.py fit --config configs/demo.yaml ({args.steps} steps, CPU) -> {runs}"
+    ):
+        rc = train(shards_dir, runs, args.steps)
+        if rc != 0:
+            return rc
+
+    with step("eval", "zero-shot retrieval on held-out windows (the last validation)"):
+        print(retrieval_table(last_validation(runs)))
+
+    with step("show", f"shards show -> {out / 'sample.png'} (and sample.wav)"):
+        shards_cli.main(
+            [
+                "show",
+                str(shards_dir / "heldout"),
+                "--index",
+                "0",
+                "--out",
+                str(out / "sample.png"),
+                "--wav",
+                str(out / "sample.wav"),
+            ]
+        )
+
     print("\n" + st.report())
     return 0
+
+
+def train(shards_dir: Path, runs: Path, steps: int) -> int:
+    """`train.py fit` in its own process (the way users run it), logs under ``runs``."""
+    runs.mkdir(parents=True, exist_ok=True)
+    cmd = [
+        sys.executable,
+        str(ROOT / "train.py"),
+        "fit",
+        "--config",
+        str(ROOT / "configs" / "demo.yaml"),
+        "--data.train_shards",
+        str(shards_dir / "train"),
+        "--data.val_shards",
+        str(shards_dir / "heldout"),
+        f"--trainer.max_steps={steps}",
+    ]
+    # One BLAS/OpenMP thread per process: the loader worker and the model share two cores.
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+    return subprocess.run(cmd, cwd=runs, env=env).returncode
+
+
+def last_validation(runs: Path) -> dict[str, float]:
+    """The last row of the CSV log that holds validation retrieval figures."""
+    files = sorted(runs.glob("runs/*/csv/version_*/metrics.csv"), key=lambda p: p.stat().st_mtime)
+    if not files:
+        raise SystemExit(f"no metrics.csv under {runs}")
+    rows = [r for r in csv.DictReader(files[-1].open()) if r.get("val/t2v_r1")]
+    if not rows:
+        raise SystemExit(f"{files[-1]} has no validation row")
+    return {k: float(v) for k, v in rows[-1].items() if k.startswith("val/") and v}
+
+
+def retrieval_table(metrics: dict[str, float]) -> str:
+    """Recall@k and median rank per direction, with what chance would give."""
+    n = metrics.get("val/n", 0.0)
+    names = {
+        "t2v": "text->video",
+        "v2t": "video->text",
+        "a2v": "audio->video",
+        "v2a": "video->audio",
+    }
+    lines = [
+        f"    {int(n)} held-out windows; chance: R@1 {1 / n:.3f}, R@5 {min(5 / n, 1):.3f}, "
+        f"R@10 {min(10 / n, 1):.3f}, median rank {(n + 1) / 2:.1f}"
+        if n
+        else "    no windows",
+        f"    {'direction':<14} {'R@1':>6} {'R@5':>6} {'R@10':>6} {'median rank':>12}  R@1 / chance",
+    ]
+    for key, name in names.items():
+        if f"val/{key}_r1" not in metrics:
+            continue
+        r1 = metrics[f"val/{key}_r1"]
+        lines.append(
+            f"    {name:<14} {r1:6.3f} {metrics[f'val/{key}_r5']:6.3f} {metrics[f'val/{key}_r10']:6.3f} "
+            f"{metrics[f'val/{key}_medr']:12.1f}  {r1 * n:5.1f}x"
+        )
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", type=Path, default=Path("demo-out"))
-    p.add_argument("--videos", type=int, default=24)
-    p.add_argument("--heldout", type=int, default=6)
+    p.add_argument("--videos", type=int, default=40)
+    p.add_argument("--heldout", type=int, default=8)
+    p.add_argument("--steps", type=int, default=800, help="training steps")
     p.add_argument("--duration-s", type=float, default=80.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
