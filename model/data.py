@@ -83,7 +83,8 @@ class ShardDataModule(L.LightningDataModule):
     """Streams Montage shards with webdataset; see the module docstring.
 
     Args:
-        train_shards: folder, brace pattern, glob or fsspec URL (``shards.reader.expand``).
+        train_shards: folder, brace pattern, glob or fsspec URL (``shards.reader.expand``);
+            None only to validate or test without training.
         val_shards: the same for validation, or None.
         batch_size: windows per batch (a batch holds fewer when bad samples were dropped).
         steps_per_epoch: training batches per epoch on every rank.
@@ -105,7 +106,7 @@ class ShardDataModule(L.LightningDataModule):
 
     def __init__(
         self,
-        train_shards: str,
+        train_shards: str | None = None,
         val_shards: str | None = None,
         batch_size: int = 8,
         steps_per_epoch: int = 1000,
@@ -172,6 +173,8 @@ class ShardDataModule(L.LightningDataModule):
     @property
     def train_urls(self) -> list[str]:
         if self._train_urls is None:
+            if self.train_spec is None:
+                raise ValueError("no train_shards configured")
             self._train_urls = expand(self.train_spec)
             if not self._train_urls:
                 raise ValueError(f"train_shards {self.train_spec!r} matches no shard")
@@ -290,6 +293,9 @@ class ShardDataModule(L.LightningDataModule):
             f"data state version {state_dict.get('version')}"
         )
         epoch, consumed = int(state_dict["epoch"]), int(state_dict["consumed"])
+        if self.train_spec is None:  # validating without training shards: nothing to check
+            self.position = StreamPosition(epoch, consumed)
+            return
         layout = self._layout()
         if consumed and state_dict["layout"] != layout:
             changed = sorted(k for k in layout if state_dict["layout"].get(k) != layout[k])

@@ -14,9 +14,29 @@ scale gets the full dL/ds on every rank). With one process it is the identity.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+
 import torch
 import torch.distributed as dist
 from torch import Tensor
+
+_LOCAL_ONLY: ContextVar[bool] = ContextVar("local_only", default=False)
+
+
+@contextmanager
+def local_only() -> Iterator[None]:
+    """Inside, gather_features returns the local rows: losses see this rank's batch only.
+
+    For steps that ranks do not take together (validation: ranks read different numbers of
+    batches), where a collective per step would hang.
+    """
+    token = _LOCAL_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _LOCAL_ONLY.reset(token)
 
 
 def world() -> tuple[int, int]:
@@ -57,7 +77,7 @@ def gather_features(*tensors: Tensor) -> tuple[Tensor, ...]:
     without gradient; float tensors send gradient to the local slice (see module doc).
     """
     rank, world_size = world()
-    if world_size == 1:
+    if world_size == 1 or _LOCAL_ONLY.get():
         return tensors
     n = tensors[0].shape[0]
     assert all(t.shape[0] == n for t in tensors), "gathered tensors must share dim 0"

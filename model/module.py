@@ -1,12 +1,26 @@
-"""LightningModule around `Reserve`: optimizer, schedule, logging. No hardware, no dataset.
+"""LightningModule around `Reserve`: optimizer, schedule, logging, zero-shot validation.
 
-Configured through LightningCLI (`model.class_path: model.module.ReserveModule`):
+Configured through LightningCLI (train.py; `model:` in configs/*.yaml):
 
     model:
       size: base                  # preset; `config` fields override it
       config: {frame_size: [192, 320]}
       objectives: {span: {weight: 1.0}, mvm: {weight: 0.5}}
       lr: 4.0e-4
+
+`vocab_size` (the data module's tokenizer) and `max_steps` (the trainer's) are linked by
+the CLI. No hardware, no dataset.
+
+Logged: `train/loss` and every term of `ReserveOutput.terms` (`train/span/frame`, ...),
+the contrastive scales `scale/<objective>/<term>` (exp of the clipped log-scale); in
+validation the same losses under `val/` (masks drawn from a fixed seed per batch, so
+evaluations compare; negatives from the rank's own batch, as ranks validate different
+numbers of batches) and zero-shot retrieval over the whole validation set, gathered from
+every rank at the end (model/evaluation.py): `val/t2v_r1`, `_r5`, `_r10`, `_medr` for t2v,
+v2t, a2v, v2a, and `val/n` windows.
+
+Masks are drawn from a generator seeded by (seed, step, rank): a resumed run draws the
+same masks as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -22,6 +36,17 @@ from torch import Tensor
 
 from model.batch import Batch
 from model.config import ModelConfig, ObjectiveConfig
+from model.distributed import local_only
+from model.evaluation import (
+    Embeddings,
+    cat,
+    embed_batch,
+    gather,
+    retrieval_metrics,
+    retrieval_report,
+)
+from model.loader import derive_seed
+from model.losses.span import ContrastiveSpanLoss
 from model.reserve import Reserve
 
 log = logging.getLogger(__name__)
@@ -33,6 +58,7 @@ class ReserveModule(L.LightningModule):
         size: str = "base",
         config: dict[str, Any] | None = None,
         objectives: ObjectiveConfig | None = None,
+        vocab_size: int | None = None,
         lr: float = 4e-4,
         weight_decay: float = 0.1,
         betas: tuple[float, float] = (0.9, 0.98),
@@ -40,13 +66,19 @@ class ReserveModule(L.LightningModule):
         warmup_steps: int = 1000,
         max_steps: int | None = None,
         min_lr_ratio: float = 0.0,
+        seed: int = 0,
     ) -> None:
-        """size: preset name; config: ModelConfig fields overriding it; the rest: AdamW and a
-        linear-warmup then cosine schedule (constant after warmup when max_steps is None)."""
+        """size: preset name; config: ModelConfig fields overriding it; vocab_size: the
+        tokenizer's, overriding both; the rest: AdamW and a linear-warmup then cosine
+        schedule to min_lr_ratio at max_steps (constant after warmup when None); seed: masks."""
         super().__init__()
         self.save_hyperparameters()
-        model_config = replace(ModelConfig.from_name(size), **(config or {}))
+        overrides = dict(config or {})
+        if vocab_size is not None:
+            overrides["vocab_size"] = vocab_size
+        model_config = replace(ModelConfig.from_name(size), **overrides)
         self.model = Reserve(model_config, objectives or ObjectiveConfig())
+        self._val_embeddings: list[Embeddings] = []
         log.info("Reserve %s: %.1fM parameters", size, self.model.num_params() / 1e6)
 
     @property
@@ -56,27 +88,53 @@ class ReserveModule(L.LightningModule):
     def forward(self, batch: Batch) -> Tensor:
         return self.model(batch).loss
 
-    def _step(self, batch: Batch, stage: str) -> Tensor:
-        out = self.model(batch)
-        self.log(
-            f"{stage}/loss",
-            out.loss,
-            prog_bar=True,
-            batch_size=batch.batch_size,
-            sync_dist=stage != "train",
-        )
+    def _generator(self, *parts: object) -> torch.Generator:
+        """A generator for one step's masks, the same in every run: (seed, parts, rank)."""
+        g = torch.Generator(device=self.device)
+        return g.manual_seed(derive_seed(self.hparams.seed, *parts, self.global_rank))
+
+    def _step(self, batch: Batch, stage: str, generator: torch.Generator) -> Tensor:
+        out = self.model(batch, generator)
+        sync = stage != "train"
+        n = batch.batch_size
+        self.log(f"{stage}/loss", out.loss, prog_bar=True, batch_size=n, sync_dist=sync)
         self.log_dict(
-            {f"{stage}/{k}": v for k, v in out.terms.items()},
-            batch_size=batch.batch_size,
-            sync_dist=stage != "train",
+            {f"{stage}/{k}": v for k, v in out.terms.items()}, batch_size=n, sync_dist=sync
         )
         return out.loss
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
-        return self._step(batch, "train")
+        loss = self._step(batch, "train", self._generator("train", self.global_step))
+        self.log_dict(contrastive_scales(self.model))
+        return loss
+
+    # ------------------------------------------------------------------ validation
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_embeddings = []
 
     def validation_step(self, batch: Batch, batch_idx: int) -> Tensor:
-        return self._step(batch, "val")
+        with local_only():  # ranks run different numbers of validation batches: no collective
+            loss = self._step(batch, "val", self._generator("val", batch_idx))
+        if not self.trainer.sanity_checking:
+            self._val_embeddings.append(embed_batch(self.model, batch))
+        return loss
+
+    def on_validation_epoch_end(self) -> None:
+        """Zero-shot retrieval over every rank's validation windows (a collective)."""
+        if self.trainer.sanity_checking:
+            return
+        local = (
+            cat(self._val_embeddings)
+            if self._val_embeddings
+            else Embeddings.empty(self.model_config.embed_dim, self.device)
+        )
+        self._val_embeddings = []
+        windows = gather(local)
+        self.log_dict(retrieval_metrics(retrieval_report(windows), prefix="val/"))
+        self.log("val/n", float(windows.n))
+
+    # ------------------------------------------------------------------ optimization
 
     def configure_optimizers(self) -> dict[str, Any]:
         hp = self.hparams
@@ -84,9 +142,9 @@ class ReserveModule(L.LightningModule):
         no_decay = [p for p in self.parameters() if p.requires_grad and p.dim() < 2]
         fused = all(p.is_cuda for p in self.parameters())
         optimizer = torch.optim.AdamW(
-            [
-                {"params": decay, "weight_decay": hp.weight_decay},
-                {"params": no_decay, "weight_decay": 0.0},
+            [  # names show in LearningRateMonitor's keys
+                {"params": decay, "weight_decay": hp.weight_decay, "name": "decay"},
+                {"params": no_decay, "weight_decay": 0.0, "name": "no_decay"},
             ],
             lr=hp.lr,
             betas=tuple(hp.betas),
@@ -100,6 +158,17 @@ class ReserveModule(L.LightningModule):
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
         }
+
+
+def contrastive_scales(model: torch.nn.Module) -> dict[str, Tensor]:
+    """`scale/<objective>/<term>` -> exp(clipped log-scale) of every contrastive span loss."""
+    out = {}
+    for name, module in model.named_modules():
+        if isinstance(module, ContrastiveSpanLoss):
+            owner = name.removeprefix("objectives.").removesuffix(".loss")
+            for term in module.log_scales:
+                out[f"scale/{owner}/{term}"] = module.scale(term).detach().exp()
+    return out
 
 
 def lr_factor(step: int, warmup: int, total: int | None, min_ratio: float = 0.0) -> float:

@@ -1,4 +1,5 @@
-"""The LightningModule: optimizer groups, schedule, and a two-step fit on CPU."""
+"""The LightningModule: optimizer groups, schedule, vocabulary, and a two-step fit on CPU
+with validation retrieval."""
 
 import lightning as L
 import pytest
@@ -6,7 +7,7 @@ import torch
 
 from model.batch import random_batch
 from model.config import ModelConfig, ObjectiveConfig
-from model.module import ReserveModule, lr_factor
+from model.module import ReserveModule, contrastive_scales, lr_factor
 
 
 @pytest.fixture(autouse=True)
@@ -52,7 +53,27 @@ def test_module_fits_two_steps_on_cpu_and_decays_only_matrices(tmp_path):
         enable_model_summary=False,
         default_root_dir=tmp_path,
     )
-    trainer.fit(module, train_dataloaders=torch.utils.data.DataLoader(batches, batch_size=None))
+    loader = torch.utils.data.DataLoader(batches, batch_size=None)
+    trainer.fit(module, train_dataloaders=loader, val_dataloaders=loader)
     assert trainer.global_step == 2
-    assert "train/span/audio" in trainer.callback_metrics
+    metrics = trainer.callback_metrics
+    assert {"train/span/audio", "scale/span/frame", "val/loss", "val/t2v_r1"} <= set(metrics)
+    assert float(metrics["val/n"]) == 4, "retrieval ranks every validation window"
     assert any(not torch.equal(a, b) for a, b in zip(before, module.parameters(), strict=True))
+
+
+def test_the_tokenizer_vocabulary_overrides_preset_and_config():
+    module = ReserveModule(
+        size="tiny", config={"vocab_size": 1000, "max_segments": 4}, vocab_size=258
+    )
+    assert module.model_config.vocab_size == 258
+    assert module.model.backbone.token_embedding.num_embeddings == 258
+
+
+def test_contrastive_scales_name_each_span_term():
+    module = ReserveModule(size="tiny", config={"max_segments": 4})
+    scales = contrastive_scales(module.model)
+    assert set(scales) == {"scale/span/frame", "scale/span/audio", "scale/span/text"}
+    assert all(abs(float(v) - 2.71828) < 1e-4 for v in scales.values()), "exp(init 1.0)"
+    only_mil = ReserveModule(size="tiny", objectives=ObjectiveConfig.only("milnce"))
+    assert contrastive_scales(only_mil.model) == {}

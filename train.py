@@ -1,0 +1,74 @@
+"""Montage's training entry point: LightningCLI over ReserveModule and ShardDataModule.
+
+    python train.py fit --config configs/tiny.yaml --data.train_shards 'DIR/shard-{000000..000003}.tar'
+    python train.py fit --config configs/tiny.yaml --data.train_shards ... --ckpt_path last
+    python train.py validate --config configs/tiny.yaml --data.val_shards VAL/ --ckpt_path CKPT
+
+Values that data and model share are linked, never given twice: the model's size preset
+and `config` decide the shapes the loader produces (frame size, segments, tokens per
+sub-segment, audio frames, mel bins); the data module's tokenizer decides the model's
+vocabulary; the trainer's max_steps is the length of the learning-rate schedule.
+"""
+
+from __future__ import annotations
+
+import inspect
+from functools import partial
+from typing import Any
+
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.strategies import DDPStrategy
+from torch.nn.parallel import DistributedDataParallel
+
+from model.config import ModelConfig
+from model.data import ShardDataModule
+from model.module import ReserveModule
+
+# DistributedDataParallel's switch for syncing buffers before forward (renamed in torch 2.13).
+SYNC_BUFFERS = next(
+    k
+    for k in ("forward_sync_buffers", "broadcast_buffers")
+    if k in inspect.signature(DistributedDataParallel).parameters
+)
+SHAPES = ("frame_size", "max_segments", "max_text_len", "audio_frames", "n_mels")
+
+
+def model_field(name: str, size: str, config: dict[str, Any] | None) -> Any:
+    """One field of the ModelConfig that `model.size` and `model.config` describe."""
+    return getattr(ModelConfig.from_name(size, **(config or {})), name)
+
+
+def schedule_steps(max_steps: int) -> int | None:
+    """The trainer's max_steps (-1: unbounded, so no decay) as the schedule's length."""
+    return max_steps if max_steps > 0 else None
+
+
+class MontageCLI(LightningCLI):
+    """LightningCLI over ReserveModule and ShardDataModule; the module owns its optimizer."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(ReserveModule, ShardDataModule, auto_configure_optimizers=False, **kwargs)
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        for name in SHAPES:
+            parser.link_arguments(
+                ("model.size", "model.config"), f"data.{name}", partial(model_field, name)
+            )
+        parser.link_arguments("data.vocab_size", "model.vocab_size", apply_on="instantiate")
+        parser.link_arguments("trainer.max_steps", "model.max_steps", schedule_steps)
+
+    def after_instantiate_classes(self) -> None:
+        strategy = self.trainer.strategy
+        if isinstance(strategy, DDPStrategy):
+            # DDP broadcasts buffers before every forward, validation's too, and ranks run
+            # different numbers of validation batches: that would hang. The model's only
+            # buffers are constants (frame normalization), so there is nothing to broadcast.
+            strategy._ddp_kwargs[SYNC_BUFFERS] = False
+
+
+def main(args: list[str] | None = None) -> MontageCLI:
+    return MontageCLI(args=args)
+
+
+if __name__ == "__main__":
+    main()
