@@ -54,8 +54,19 @@ def serve_copy(media: Path, dest: Path, names: dict[str, str]) -> Path:
     return dest
 
 
-def run_cli(args: list[str]) -> int:
-    return cli.main(["run", *args])
+def run_cli(profile: str, config: Path, inputs: Path, out: Path, *extra: str) -> int:
+    """`python -m ingest run` in this process."""
+    args = [
+        "--profile",
+        profile,
+        "--config",
+        str(config),
+        "--input",
+        str(inputs),
+        "--output",
+        str(out),
+    ]
+    return cli.main(["run", *args, *extra])
 
 
 def rows_by_url(out: Path) -> dict[str, manifest.ManifestRow]:
@@ -117,19 +128,7 @@ def test_mixed_list_every_input_gets_one_right_row(media, tmp_path):
         srv.fail("retry.mp4", 429, times=2)
         out = tmp_path / "out"
         cfg = write_config(tmp_path / "p.yaml")
-        rc = run_cli(
-            [
-                "--profile",
-                "local",
-                "--config",
-                str(cfg),
-                "--input",
-                str(tmp_path / "in.csv"),
-                "--output",
-                str(out),
-                "--direct_num_workers=2",
-            ]
-        )
+        rc = run_cli("local", cfg, tmp_path / "in.csv", out, "--direct_num_workers=2")
         assert rc == 0
         assert srv.requests("retry.mp4") >= 3
 
@@ -167,19 +166,7 @@ def test_mixed_list_every_input_gets_one_right_row(media, tmp_path):
     assert shards == {Path(p).name for p in reader.expand(str(out))}
 
     # a rerun does nothing new; --retry-failed reruns only the failed rows
-    rc = run_cli(
-        [
-            "--profile",
-            "local",
-            "--config",
-            str(cfg),
-            "--input",
-            str(tmp_path / "in.csv"),
-            "--output",
-            str(out),
-            "--direct_num_workers=1",
-        ]
-    )
+    rc = run_cli("local", cfg, tmp_path / "in.csv", out, "--direct_num_workers=1")
     assert rc == 0
     assert samples_per_video(out) == seen
 
@@ -188,9 +175,8 @@ def test_mixed_list_every_input_gets_one_right_row(media, tmp_path):
     before = rows_by_url(out)
     with LocalServer(site, port=int(base.rsplit(":", 1)[1])):
         rc = run_cli(
-            ["--profile", "local", "--config", str(cfg), "--input", str(tmp_path / "in.csv"),
-             "--output", str(out), "--direct_num_workers=1", "--retry-failed"]
-        )  # fmt: skip
+            "local", cfg, tmp_path / "in.csv", out, "--direct_num_workers=1", "--retry-failed"
+        )
     assert rc == 0
     after = rows_by_url(out)
     assert after[u("missing.mp4")].status == "ok"
@@ -231,18 +217,13 @@ def test_portable_runner_with_external_worker_pool(media, tmp_path):
                 f"url,captions\n{srv.url('a.mp4')},{srv.url('a.en.vtt')}\n"
             )
             out = tmp_path / "out"
+            config = write_config(tmp_path / "p.yaml")
             rc = run_cli(
-                [
-                    "--profile",
-                    "portable",
-                    "--config",
-                    str(write_config(tmp_path / "p.yaml")),
-                    "--input",
-                    str(tmp_path / "in.csv"),
-                    "--output",
-                    str(out),
-                    f"--environment_config=localhost:{port}",
-                ]
+                "portable",
+                config,
+                tmp_path / "in.csv",
+                out,
+                f"--environment_config=localhost:{port}",
             )
         assert rc == 0
         (row,) = rows_by_url(out).values()
@@ -291,7 +272,7 @@ def test_killed_run_resumes_without_duplicates_or_losses(media, tmp_path):
         before = {p.name: p.read_bytes() for p in out.glob("*.tar")}
         assert before, "no shard landed before the kill"
         assert not (out / "manifest.parquet").exists()
-        assert run_cli(args) == 0
+        assert cli.main(["run", *args]) == 0
 
     for name, data in before.items():
         assert (out / name).read_bytes() == data, f"{name} was lost or rewritten"
