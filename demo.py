@@ -235,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path("demo-out"))
     p.add_argument("--videos", type=int, default=40)
     p.add_argument("--heldout", type=int, default=8)
-    p.add_argument("--steps", type=int, default=800, help="training steps")
+    p.add_argument("--steps", type=int, default=600, help="training steps")
     p.add_argument("--duration-s", type=float, default=80.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(

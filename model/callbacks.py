@@ -71,7 +71,8 @@ class TrainSpeed(Callback):
         seconds = sum(s for s, _, _ in self.steps)
         samples = sum(n for _, _, n in self.steps) * trainer.world_size
         pl_module.log("perf/samples_per_s", samples / seconds, prog_bar=True)
-        pl_module.log("perf/data_wait_s", sum(w for _, w, _ in self.steps) / len(self.steps))
+        wait = sum(w for _, w, _ in self.steps) / len(self.steps)
+        pl_module.log("perf/data_wait_s", wait, prog_bar=True)
         pl_module.log("perf/step_s", seconds / len(self.steps))
         skipped = getattr(trainer.datamodule, "skipped_total", 0)
         pl_module.log("data/skipped", float(skipped), reduce_fx="sum", sync_dist=True)

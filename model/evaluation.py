@@ -111,9 +111,14 @@ def _source(model: Reserve, order: tuple[str, ...], modalities: str) -> str | No
     return None
 
 
-def _fusion(model: Reserve, enc: Encoded, batch: Batch, modality: str) -> Tensor:
+def _fusion(
+    model: Reserve, enc: Encoded, batch: Batch, modality: str, done: dict[str, Tensor]
+) -> Tensor:
     """Combinatorial: one modality alone through the fusion transformer, per segment, then
-    its head; the window embedding (B, E) over the segments that hold the modality."""
+    its head; the window embedding (B, E) over the segments that hold the modality. Kept in
+    ``done``: video serves both spaces."""
+    if modality in done:
+        return done[modality]
     bb, seg = model.backbone, batch.segment_mask
     if modality == "v":
         part, present = bb.frame_part(enc.frames, seg), seg
@@ -125,16 +130,17 @@ def _fusion(model: Reserve, enc: Encoded, batch: Batch, modality: str) -> Tensor
         present = batch.audio_valid[:, :, 0]
     (out,) = bb.fuse([part], per_segment=True)  # (B, S, T, D)
     units = model.objectives["combinatorial"].proj[modality](masked_mean(out, part[1], dim=2))
-    return _pool(units, present)
+    done[modality] = _pool(units, present)
+    return done[modality]
 
 
 def _text_video(
-    model: Reserve, source: str, enc: Encoded, batch: Batch
+    model: Reserve, source: str, enc: Encoded, batch: Batch, fused: dict[str, Tensor]
 ) -> tuple[Tensor, Tensor, Tensor]:
     """(text (B, E), video (B, E), windows with words (B,)) in the text <-> video space."""
     seg, words = batch.segment_mask, batch.text_present.any(-1)  # (B, S)
     if source == "combinatorial":
-        text, video = _fusion(model, enc, batch, "t"), _fusion(model, enc, batch, "v")
+        text, video = (_fusion(model, enc, batch, m, fused) for m in "tv")
     elif source == "milnce":
         head = model.objectives["milnce"]
         text = _pool(head.text(enc.spans), batch.text_present)
@@ -151,12 +157,12 @@ def _text_video(
 
 
 def _audio_video(
-    model: Reserve, source: str, enc: Encoded, batch: Batch
+    model: Reserve, source: str, enc: Encoded, batch: Batch, fused: dict[str, Tensor]
 ) -> tuple[Tensor, Tensor, Tensor]:
     """(audio (B, E), video (B, E), windows with audio (B,)) in the audio <-> video space."""
     valid = batch.audio_valid  # (B, S, 3)
     if source == "combinatorial":
-        audio, video = _fusion(model, enc, batch, "a"), _fusion(model, enc, batch, "v")
+        audio, video = (_fusion(model, enc, batch, m, fused) for m in "av")
     else:  # span: the audio term, with every sub-segment's words MASKed so only frames speak
         span, seg = model.objectives["span"], batch.segment_mask
         every = seg[:, :, None].expand(-1, -1, SUBSEGMENTS)  # (B, S, 3)
@@ -173,12 +179,13 @@ def embed_batch(model: Reserve, batch: Batch) -> Embeddings:
     zeros = torch.zeros(B, E, device=batch.frames.device)
     none = torch.zeros(B, dtype=torch.bool, device=batch.frames.device)
     enc = Encoded(model.backbone, batch)
+    fused: dict[str, Tensor] = {}  # combinatorial: per-modality window embeddings
     text = video_t = audio = video_a = zeros
     has_text = has_audio = none
     if (source := _source(model, TEXT_VIDEO, "tv")) is not None:
-        text, video_t, has_text = _text_video(model, source, enc, batch)
+        text, video_t, has_text = _text_video(model, source, enc, batch, fused)
     if (source := _source(model, AUDIO_VIDEO, "av")) is not None:
-        audio, video_a, has_audio = _audio_video(model, source, enc, batch)
+        audio, video_a, has_audio = _audio_video(model, source, enc, batch, fused)
     return Embeddings(text, video_t, audio, video_a, has_text, has_audio)
 
 

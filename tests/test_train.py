@@ -185,7 +185,8 @@ def test_fit_links_vocabulary_shapes_and_schedule_between_data_model_and_trainer
 
 
 def test_fit_logs_terms_scales_lr_throughput_skips_and_retrieval_to_csv_and_tensorboard(trained):
-    out, _ = trained
+    out, cli = trained
+    assert {"perf/samples_per_s", "perf/data_wait_s"} <= set(cli.trainer.progress_bar_metrics)
     rows = logged(out / "runs")
     train = ["train/loss", "train/span/frame", "train/span/audio", "train/span/text"]
     perf = ["perf/samples_per_s", "perf/data_wait_s", "perf/step_s", "data/skipped"]
