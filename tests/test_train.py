@@ -23,6 +23,7 @@ from train import SHAPES, MontageCLI, main
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
+PRESET_CONFIGS = [p for p in CONFIGS if p.stem in ("tiny", "base", "large")]
 VAL_WINDOWS = 2 * 2 * 3  # val shards x videos per shard x windows per video (test_data)
 DIRECTION_METRICS = ("r1", "r5", "r10", "medr")
 
@@ -111,23 +112,42 @@ def parse(*args: str):
     return ParseOnly(args=["--data.train_shards", "unused/", *args], run=False).config
 
 
+def _layers(path: Path) -> list[str]:
+    """The --config arguments that make ``path`` whole: a preset config stands alone; any
+    other (demo.yaml) holds only its changes to configs/tiny.yaml."""
+    if path in PRESET_CONFIGS:
+        return ["--config", str(path)]
+    return ["--config", str(ROOT / "configs" / "tiny.yaml"), "--config", str(path)]
+
+
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_every_shipped_config_parses_and_links_model_shapes_to_the_loader(path):
-    cfg = parse("--config", str(path))
-    preset = path.stem in ("tiny", "base", "large")  # demo.yaml: a tiny model for make demo
+    cfg = parse(*_layers(path))
+    preset = path in PRESET_CONFIGS
     assert cfg.model.size == (path.stem if preset else "tiny")
     model = ModelConfig.from_name(cfg.model.size, **(cfg.model.config or {}))
     for name in SHAPES:  # the loader produces what the model takes
         value = cfg.data[name]
         assert (tuple(value) if isinstance(value, list) else value) == getattr(model, name)
     opt = cfg.model
-    if preset:  # Reserve's optimiser settings
-        assert (opt.weight_decay, tuple(opt.betas), opt.eps) == (0.1, (0.9, 0.98), 1e-6)
+    assert (opt.weight_decay, tuple(opt.betas), opt.eps) == (0.1, (0.9, 0.98), 1e-6)  # Reserve's
     assert cfg.trainer.gradient_clip_val == 1.0
     assert cfg.model.max_steps == cfg.trainer.max_steps, "the schedule spans the run"
     if path.stem in ("base", "large"):
         assert cfg.trainer.precision == "bf16-mixed" and cfg.trainer.strategy == "ddp"
         assert cfg.trainer.accelerator == "gpu"
+
+
+def test_demo_config_changes_tiny_and_keeps_its_own_outputs():
+    demo = parse(*_layers(ROOT / "configs" / "demo.yaml"))
+    tiny = parse(*_layers(ROOT / "configs" / "tiny.yaml"))
+    assert demo.model.objectives.combinatorial.weight == 1.0
+    assert demo.model.objectives.span.weight == 0.0
+    assert (demo.data.max_segments, demo.data.batch_size) == (4, 16)
+    for cfg, name in ((demo, "demo"), (tiny, "tiny")):  # lists are replaced, not appended to
+        (ckpt,) = [c for c in cfg.trainer.callbacks if c.class_path.endswith("ModelCheckpoint")]
+        assert ckpt.init_args.dirpath == f"runs/{name}/checkpoints"
+        assert {lg.init_args.save_dir for lg in cfg.trainer.logger} == {f"runs/{name}"}
 
 
 def test_all_three_configs_ship():

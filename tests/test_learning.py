@@ -1,0 +1,79 @@
+"""Montage learns: `make demo`, shortened, retrieves held-out text->video far above chance.
+
+One run of the whole path: narrated videos generated and served on 127.0.0.1, downloaded
+by yt-dlp inside the Beam pipeline, aligned into shards, the tiny model trained on them by
+`train.py fit` (configs/tiny.yaml + configs/demo.yaml) on the CPU. The held-out videos are
+never trained on; on their windows, text->video recall@1 must reach 5x chance.
+
+It takes minutes, so it is marked slow; CI runs it.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import demo
+from model.data import ShardDataModule
+from model.evaluation import evaluate
+from model.module import ReserveModule
+from shards.manifest import load_state
+
+VIDEOS, HELDOUT, STEPS = demo.DEFAULT_VIDEOS, demo.DEFAULT_HELDOUT, 400
+WINDOWS_PER_VIDEO = 4  # 80 s videos cut into 20 s windows
+FACTOR = 5.0  # required text->video recall@1, in multiples of chance
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    rc = demo.main(["--out", str(out), "--steps", str(STEPS)])
+    assert rc == 0, "make demo failed; its stages are printed above"
+    return out
+
+
+@pytest.mark.slow
+def test_demo_trains_only_on_videos_it_does_not_evaluate_on(demo_run):
+    states = {s: load_state(str(demo_run / "shards" / s)) for s in ("train", "heldout")}
+    for split, want in (("train", VIDEOS - HELDOUT), ("heldout", HELDOUT)):
+        assert sum(r.status == "ok" for r in states[split].values()) == want, split
+    assert not set(states["train"]) & set(states["heldout"])
+
+
+@pytest.mark.slow
+def test_text_to_video_recall_at_1_on_held_out_videos_is_5x_chance(demo_run):
+    logged = demo.last_validation(demo_run / "runs")
+    n = logged["val/n"]
+    assert n == HELDOUT * WINDOWS_PER_VIDEO
+    table = demo.retrieval_table(logged)
+    print(table)  # shown with pytest -rP
+    assert logged["val/t2v_r1"] >= FACTOR / n, f"text->video below {FACTOR}x chance:\n{table}"
+    # the figure the trainer logged is what the saved model scores, recomputed here
+    module = ReserveModule.load_from_checkpoint(
+        demo_run / "runs" / "runs" / "demo" / "checkpoints" / "last.ckpt", map_location="cpu"
+    )
+    cfg = module.model_config
+    data = ShardDataModule(
+        val_shards=str(demo_run / "shards" / "heldout"),
+        batch_size=16,
+        num_workers=0,
+        frame_size=cfg.frame_size,
+        max_segments=cfg.max_segments,
+        max_text_len=cfg.max_text_len,
+        audio_frames=cfg.audio_frames,
+        n_mels=cfg.n_mels,
+        rank=0,
+        world_size=1,
+    )
+    data.setup("validate")
+    with torch.inference_mode():
+        scores = evaluate(module.model, data.val_dataloader())
+    assert scores["text->video"].r1 == pytest.approx(logged["val/t2v_r1"])
+    assert scores["video->text"].r1 == pytest.approx(logged["val/v2t_r1"])
+
+
+@pytest.mark.slow
+def test_demo_writes_the_picture_and_audio_of_a_held_out_window(demo_run):
+    png, wav = demo_run / "sample.png", demo_run / "sample.wav"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert wav.read_bytes()[:4] == b"RIFF" and wav.stat().st_size > 44
