@@ -32,6 +32,8 @@ WINDOW_SEGMENTS = 4  # 20 s windows: more held-out windows to retrieve among tha
 # 64 videos to train on: with 32 the tiny model memorises its training windows and held-out
 # recall stops rising after ~300 steps. 16 held out: 64 windows to retrieve among.
 DEFAULT_VIDEOS, DEFAULT_HELDOUT = 80, 16
+# configs/tiny.yaml, then the demo's changes to it
+DEMO_CONFIGS = (ROOT / "configs" / "tiny.yaml", ROOT / "configs" / "demo.yaml")
 
 
 class Stages:
@@ -76,36 +78,47 @@ def format_window(sample) -> str:
     return "\n".join(lines)
 
 
-def run(args: argparse.Namespace) -> int:
+def build_shards(
+    st: Stages,
+    out: Path,
+    videos: int,
+    heldout: int,
+    seed: int = 0,
+    duration_s: float = 80.0,
+    config: Path = ROOT / "pipelines.yaml",
+) -> Path | None:
+    """Stages corpus, serve and ingest: ``out/corpus`` -> ``out/shards/{train,heldout}``.
+
+    Returns the shards folder, or None when an ingest run failed. A second call on the same
+    ``out`` renders nothing and downloads nothing: finished videos are kept and the
+    manifest skips what is done.
+    """
+    from tqdm import tqdm
+
     from ingest import __main__ as ingest_cli
     from ingest.demo_corpus import generate_corpus, write_inputs
     from ingest.localserve import LocalServer
-    from shards import __main__ as shards_cli
-    from shards import reader
 
-    out: Path = args.out
     corpus_dir, shards_dir = out / "corpus", out / "shards"
-    st = Stages()
-    step: Callable[[str, str], object] = st.stage
-
-    with step(
-        "corpus",
-        f"generating {args.videos} narrated videos of {args.duration_s:.0f} s in {corpus_dir}",
+    with st.stage(
+        "corpus", f"generating {videos} narrated videos of {duration_s:.0f} s in {corpus_dir}"
     ):
-        index = generate_corpus(
-            corpus_dir,
-            args.videos,
-            seed=args.seed,
-            duration_s=args.duration_s,
-            heldout=args.heldout,
-            workers=2,
-        )
+        with tqdm(total=videos, unit="video", leave=False) as bar:
+            index = generate_corpus(
+                corpus_dir,
+                videos,
+                seed=seed,
+                duration_s=duration_s,
+                heldout=heldout,
+                workers=2,
+                progress=lambda _video: bar.update(),
+            )
         print(
             f"    {len(index.split('train'))} for training, {len(index.split('heldout'))} held out"
         )
 
     with LocalServer(corpus_dir) as server:
-        with step("serve", f"serving the corpus at {server.base_url}"):
+        with st.stage("serve", f"serving the corpus at {server.base_url}"):
             lists = {
                 s: write_inputs(corpus_dir, server.base_url, s, "txt") for s in ("train", "heldout")
             }
@@ -113,28 +126,35 @@ def run(args: argparse.Namespace) -> int:
                 print(f"    {split}: {path}")
         for split in ("train", "heldout"):
             target = shards_dir / split
-            with step(f"ingest:{split}", f"Beam (local profile): {lists[split].name} -> {target}"):
+            with st.stage(
+                f"ingest:{split}", f"Beam (local profile): {lists[split].name} -> {target}"
+            ):
                 rc = ingest_cli.main(
                     [
-                        "run",
-                        "--profile",
-                        "local",
-                        "--input",
-                        str(lists[split]),
-                        "--output",
-                        str(target),
-                        "--config",
-                        str(args.config),
-                        "--set",
-                        "ingest.shards.videos_per_group=4",
-                        "--set",
-                        f"ingest.segments.window_segments={WINDOW_SEGMENTS}",
-                        "--set",
-                        f"ingest.segments.window_stride={WINDOW_SEGMENTS}",
+                        *("run", "--profile", "local", "--config", str(config)),
+                        *("--input", str(lists[split]), "--output", str(target)),
+                        *("--set", "ingest.shards.videos_per_group=4"),
+                        *("--set", f"ingest.segments.window_segments={WINDOW_SEGMENTS}"),
+                        *("--set", f"ingest.segments.window_stride={WINDOW_SEGMENTS}"),
                     ]
                 )
                 if rc != 0:
-                    return rc
+                    return None
+    return shards_dir
+
+
+def run(args: argparse.Namespace) -> int:
+    from shards import __main__ as shards_cli
+    from shards import reader
+
+    out: Path = args.out
+    st = Stages()
+    step: Callable[[str, str], object] = st.stage
+    shards_dir = build_shards(
+        st, out, args.videos, args.heldout, args.seed, args.duration_s, args.config
+    )
+    if shards_dir is None:
+        return 1
 
     with step("align", "one aligned window, as the shards hold it"):
         first = next(reader.iter_samples(reader.expand(str(shards_dir / "train"))[0]))
@@ -178,20 +198,23 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def train(shards_dir: Path, runs: Path, steps: int) -> int:
+def train(
+    shards_dir: Path,
+    runs: Path,
+    steps: int,
+    configs: tuple[Path, ...] = DEMO_CONFIGS,
+    extra: tuple[str, ...] = (),
+) -> int:
     """`train.py fit` in its own process (the way users run it), logs under ``runs``."""
     runs.mkdir(parents=True, exist_ok=True)
-    cmd = [
-        sys.executable,
-        str(ROOT / "train.py"),
-        "fit",
-        *("--config", str(ROOT / "configs" / "tiny.yaml")),
-        *("--config", str(ROOT / "configs" / "demo.yaml")),  # the demo's changes to tiny
-        "--data.train_shards",
-        str(shards_dir / "train"),
-        "--data.val_shards",
-        str(shards_dir / "heldout"),
+    cmd = [sys.executable, str(ROOT / "train.py"), "fit"]
+    for config in configs:  # later files change earlier ones
+        cmd += ["--config", str(config)]
+    cmd += [
+        *("--data.train_shards", str(shards_dir / "train")),
+        *("--data.val_shards", str(shards_dir / "heldout")),
         f"--trainer.max_steps={steps}",
+        *extra,
     ]
     # One BLAS/OpenMP thread per process: the loader worker and the model share two cores.
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")

@@ -46,7 +46,6 @@ def test_text_to_video_recall_at_1_on_held_out_videos_is_5x_chance(demo_run):
     n = logged["val/n"]
     assert n == HELDOUT * WINDOWS_PER_VIDEO
     table = demo.retrieval_table(logged)
-    print(table)  # shown with pytest -rP
     assert logged["val/t2v_r1"] >= FACTOR / n, f"text->video below {FACTOR}x chance:\n{table}"
     # the figure the trainer logged is what the saved model scores, recomputed here
     module = ReserveModule.load_from_checkpoint(

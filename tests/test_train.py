@@ -113,18 +113,20 @@ def parse(*args: str):
 
 
 def _layers(path: Path) -> list[str]:
-    """The --config arguments that make ``path`` whole: a preset config stands alone; any
-    other (demo.yaml) holds only its changes to configs/tiny.yaml."""
+    """The --config arguments that make ``path`` whole: a preset config stands alone; the
+    others hold only their changes to one (demo.yaml to tiny.yaml, demo-base.yaml to
+    base.yaml)."""
     if path in PRESET_CONFIGS:
         return ["--config", str(path)]
-    return ["--config", str(ROOT / "configs" / "tiny.yaml"), "--config", str(path)]
+    _, _, preset = path.stem.partition("-")
+    return ["--config", str(ROOT / "configs" / f"{preset or 'tiny'}.yaml"), "--config", str(path)]
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_every_shipped_config_parses_and_links_model_shapes_to_the_loader(path):
     cfg = parse(*_layers(path))
     preset = path in PRESET_CONFIGS
-    assert cfg.model.size == (path.stem if preset else "tiny")
+    assert cfg.model.size == (path.stem if preset else path.stem.partition("-")[2] or "tiny")
     model = ModelConfig.from_name(cfg.model.size, **(cfg.model.config or {}))
     for name in SHAPES:  # the loader produces what the model takes
         value = cfg.data[name]
@@ -133,9 +135,9 @@ def test_every_shipped_config_parses_and_links_model_shapes_to_the_loader(path):
     assert (opt.weight_decay, tuple(opt.betas), opt.eps) == (0.1, (0.9, 0.98), 1e-6)  # Reserve's
     assert cfg.trainer.gradient_clip_val == 1.0
     assert cfg.model.max_steps == cfg.trainer.max_steps, "the schedule spans the run"
-    if path.stem in ("base", "large"):
-        assert cfg.trainer.precision == "bf16-mixed" and cfg.trainer.strategy == "ddp"
-        assert cfg.trainer.accelerator == "gpu"
+    if cfg.model.size in ("base", "large"):
+        assert cfg.trainer.precision == "bf16-mixed" and cfg.trainer.accelerator == "gpu"
+        assert cfg.trainer.strategy == ("ddp" if preset else "auto")  # demo-base: one GPU
 
 
 def test_demo_config_changes_tiny_and_keeps_its_own_outputs():

@@ -1,0 +1,186 @@
+"""Held-out zero-shot recall@1 against training steps, per config: how fast each one learns.
+
+    python bench/bench_learning.py --out /tmp/learning            # tiny on this CPU
+    python bench/bench_learning.py --out /tmp/learning --videos 288 --heldout 32 \\
+        --steps 3000 --val-every 250 \\
+        --run tiny=configs/tiny.yaml+configs/demo.yaml \\
+        --run base=configs/base.yaml+configs/demo-base.yaml      # one GPU
+
+The corpus is `make demo`'s (demo.py: generated narrated videos, served on 127.0.0.1,
+ingested by the Beam pipeline into 20 s windows), larger by default; a second call with
+the same --out renders and downloads nothing. Each --run trains its configs (read left
+to right, as `train.py fit --config A --config B`) for --steps, validating on the
+held-out windows every --val-every steps, each run in its own folder under OUT/runs.
+
+The baseline, measured on the same held-out windows, is chance: recall@1 = 1 / windows.
+Writes OUT/learning.csv (run, step, direction, r1, r1 / chance, median rank) and
+OUT/learning.png (recall@1 / chance against steps), and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a script too
+
+import demo  # noqa: E402
+
+DIRECTIONS = {
+    "t2v": "text->video",
+    "v2t": "video->text",
+    "a2v": "audio->video",
+    "v2a": "video->audio",
+}
+
+
+def parse_run(text: str) -> tuple[str, tuple[Path, ...]]:
+    """``NAME=A.yaml+B.yaml`` -> (NAME, (A, B)); paths are taken from the repository root."""
+    name, sep, files = text.partition("=")
+    if not sep or not name or not files:
+        raise argparse.ArgumentTypeError(f"expected NAME=CONFIG[+CONFIG...], got {text!r}")
+    paths = tuple(p if p.is_absolute() else ROOT / p for p in map(Path, files.split("+")))
+    for p in paths:
+        if not p.is_file():
+            raise argparse.ArgumentTypeError(f"{text!r}: no such config {p}")
+    return name, paths
+
+
+def validation_rows(runs: Path) -> list[dict[str, float]]:
+    """Every CSV row with validation retrieval figures, in step order (newest log)."""
+    files = sorted(runs.glob("runs/*/csv/version_*/metrics.csv"), key=lambda p: p.stat().st_mtime)
+    if not files:
+        raise SystemExit(f"no metrics.csv under {runs}")
+    rows = [r for r in csv.DictReader(files[-1].open()) if r.get("val/t2v_r1")]
+    return [{k: float(v) for k, v in r.items() if v} for r in rows]
+
+
+def table(results: dict[str, list[dict[str, float]]]) -> list[dict[str, object]]:
+    out = []
+    for name, rows in results.items():
+        for r in rows:
+            n = r["val/n"]
+            for short, direction in DIRECTIONS.items():
+                if f"val/{short}_r1" not in r:
+                    continue
+                r1 = r[f"val/{short}_r1"]
+                out.append(
+                    {
+                        "run": name,
+                        "step": int(r["step"]) + 1,  # Lightning logs the 0-based step index
+                        "direction": direction,
+                        "windows": int(n),
+                        "r1": round(r1, 4),
+                        "r1_vs_chance": round(r1 * n, 2),
+                        "median_rank": r[f"val/{short}_medr"],
+                    }
+                )
+    return out
+
+
+def plot(rows: list[dict[str, object]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    pairs = (("text->video", "video->text"), ("audio->video", "video->audio"))
+    for ax, directions in zip(axes, pairs, strict=True):
+        for run in dict.fromkeys(r["run"] for r in rows):
+            for direction, style in zip(directions, ("-o", "--s"), strict=True):
+                pts = [r for r in rows if r["run"] == run and r["direction"] == direction]
+                if pts:
+                    ax.plot(
+                        [p["step"] for p in pts],
+                        [p["r1_vs_chance"] for p in pts],
+                        style,
+                        label=f"{run} {direction}",
+                    )
+        ax.axhline(1.0, color="grey", lw=1, ls=":", label="chance")
+        ax.set_xlabel("training step")
+        ax.set_title(" / ".join(directions))
+        ax.legend(fontsize=8)
+    axes[0].set_ylabel("held-out recall@1 / chance")
+    n = rows[0]["windows"] if rows else 0
+    fig.suptitle(f"Zero-shot retrieval on {n} held-out windows (chance R@1 = 1/{n})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--videos", type=int, default=160, help="videos in all")
+    p.add_argument("--heldout", type=int, default=32, help="of them, held out")
+    p.add_argument("--duration-s", type=float, default=80.0)
+    p.add_argument("--seed", type=int, default=0, help="corpus seed")
+    p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--val-every", type=int, default=100)
+    p.add_argument(
+        "--run",
+        type=parse_run,
+        action="append",
+        help="NAME=CONFIG[+CONFIG...] (repeatable); default tiny=configs/tiny.yaml+configs/demo.yaml",
+    )
+    p.add_argument(
+        "--train-arg",
+        action="append",
+        default=[],
+        help="one more train.py argument for every run, e.g. --train-arg=--trainer.devices=1",
+    )
+    args = p.parse_args(argv)
+    runs = dict(args.run or [("tiny", demo.DEMO_CONFIGS)])
+
+    st = demo.Stages()
+    shards = demo.build_shards(st, args.out, args.videos, args.heldout, args.seed, args.duration_s)
+    if shards is None:
+        return 1
+    results = {}
+    for name, configs in runs.items():
+        with st.stage(
+            f"train:{name}", f"{' + '.join(c.name for c in configs)}, {args.steps} steps"
+        ):
+            started = time.monotonic()
+            extra = (
+                f"--trainer.val_check_interval={args.val_every}",
+                "--trainer.check_val_every_n_epoch=null",
+                "--trainer.num_sanity_val_steps=0",
+                *args.train_arg,
+            )
+            rc = demo.train(shards, args.out / "runs" / name, args.steps, configs, extra)
+            if rc != 0:
+                return rc
+            results[name] = validation_rows(args.out / "runs" / name)
+            print(f"    {name}: {args.steps / (time.monotonic() - started):.2f} steps/s")
+    rows = table(results)
+    with (args.out / "learning.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    plot(rows, args.out / "learning.png")
+    print(f"\nheld-out recall@1 (x chance), {rows[0]['windows']} windows:")
+    header = f"{'run':<8} {'step':>6}  " + "  ".join(f"{d:>18}" for d in DIRECTIONS.values())
+    print(header)
+    for name in results:
+        for step in dict.fromkeys(r["step"] for r in rows if r["run"] == name):
+            cells = {r["direction"]: r for r in rows if r["run"] == name and r["step"] == step}
+            line = "  ".join(
+                f"{cells[d]['r1']:8.3f} ({cells[d]['r1_vs_chance']:5.1f}x)"
+                if d in cells
+                else " " * 18
+                for d in DIRECTIONS.values()
+            )
+            print(f"{name:<8} {step:>6}  {line}")
+    print(f"\nwrote {args.out / 'learning.csv'} and {args.out / 'learning.png'}")
+    print("\n" + st.report())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
