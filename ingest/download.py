@@ -1,8 +1,7 @@
 """Download one video and its English captions with yt-dlp.
 
-Input lines become `VideoRef`s (`make_ref`): only a YouTube id, a YouTube video URL
-or another http(s) URL is accepted, and the only thing from the input that reaches
-yt-dlp is that URL, as the sole positional argument. `Downloader.download` runs
+Input lines become `VideoRef`s (`ingest.refs.make_ref`); the only thing from the input
+that reaches yt-dlp is the ref's URL, as the sole positional argument. `Downloader.download` runs
 one attempt as: extract the info dict (no media), decide "too long" and the
 caption track from it, then let yt-dlp's own `process_ie_result` select the format
 and download media and captions into a fresh per-video folder. Transient failures
@@ -13,7 +12,6 @@ record it as data.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import random
 import re
@@ -33,6 +31,7 @@ from yt_dlp.networking.exceptions import CertificateVerifyError, HTTPError, Tran
 from yt_dlp.utils import GeoRestrictedError, determine_ext
 
 from ingest.config import ConfigError
+from ingest.refs import VideoRef
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +42,6 @@ TRANSIENT = frozenset({"network", "rate_limited"})
 INFO_KEYS = ("title", "description", "channel", "duration", "upload_date", "webpage_url")
 MAX_CAPTION_BYTES = 20 * 1024 * 1024
 
-_YT_ID = re.compile(r"[A-Za-z0-9_-]{11}")
-_YT_HOSTS = {"youtube.com", "m.youtube.com", "music.youtube.com", "youtube-nocookie.com"}
-_YT_PATH = re.compile(r"/(?:shorts|embed|live|v)/([A-Za-z0-9_-]{11})(?:[/?#]|$)")
-_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 _WORD_TAG = re.compile(r"<\d{2}:\d{2}:\d{2}\.\d{3}><c>")
 _HTTP_STATUS = re.compile(r"HTTP Error (\d{3})")
 # Message phrases, in priority order ("Private video. Sign in if you've been granted
@@ -95,13 +90,6 @@ class DownloadConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class VideoRef:
-    video_id: str  # only [A-Za-z0-9_-]: safe as a file name and shard key
-    url: str  # the only input that reaches yt-dlp
-    captions: str | None = None  # VTT sidecar (http(s) URL or local path) for non-YouTube videos
-
-
-@dataclass(frozen=True, slots=True)
 class Downloaded:
     ref: VideoRef
     video_path: Path
@@ -127,62 +115,6 @@ class DownloadError(Exception):
         self.message = message
         self.transient = category in TRANSIENT if transient is None else transient
         self.retry_after_s = retry_after_s
-
-
-# -- input lines -> VideoRef ---------------------------------------------------------
-
-
-def safe_id(raw: str) -> str:
-    """`raw` if it is already made of [A-Za-z0-9_-] (<= 64 chars), else a safe, unique form."""
-    if re.fullmatch(r"[A-Za-z0-9_-]{1,64}", raw) and not raw.startswith("-"):
-        return raw
-    slug = _UNSAFE.sub("_", raw).strip("_-")[:48]
-    digest = hashlib.sha1(raw.encode()).hexdigest()[:10]
-    return f"{slug}_{digest}" if slug else f"id_{digest}"
-
-
-def _youtube_id(parts) -> str | None:
-    """The video id of a YouTube URL; "" for a YouTube URL that names no single video."""
-    host = (parts.hostname or "").lower().removeprefix("www.")
-    if host == "youtu.be":
-        vid = parts.path.lstrip("/").split("/")[0]
-    elif host in _YT_HOSTS and parts.path == "/watch":
-        vid = (parse_qs(parts.query).get("v") or [""])[0]
-    elif host in _YT_HOSTS:
-        m = _YT_PATH.match(parts.path)
-        vid = m.group(1) if m else ""
-    else:
-        return None
-    return vid if _YT_ID.fullmatch(vid) else ""
-
-
-def make_ref(raw: str, captions: str | None = None, video_id: str | None = None) -> VideoRef:
-    """Parse one input line into a VideoRef; ValueError for anything but an id or http(s) URL."""
-    text = raw.strip()
-    if not text or any(c.isspace() or ord(c) < 32 for c in text):
-        raise ValueError(f"not a video id or URL: {raw!r}")
-    # A bare YouTube id. One that starts with "-" must also end like a real id (the
-    # 11th character encodes 4 bits), so option-like strings such as "--exec-rm" fail.
-    if _YT_ID.fullmatch(text) and (not text.startswith("-") or text[-1] in "AEIMQUYcgkosw048"):
-        url, derived = f"https://www.youtube.com/watch?v={text}", text
-    else:
-        parts = urlsplit(text)
-        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"only YouTube ids and http(s) URLs are accepted, got {raw!r}")
-        yt = _youtube_id(parts)
-        if yt:
-            url, derived = f"https://www.youtube.com/watch?v={yt}", yt
-        elif yt is not None:
-            raise ValueError(f"not a single YouTube video: {raw!r}")
-        else:
-            stem = _UNSAFE.sub("_", Path(parts.path).stem).strip("_-")[:40] or "url"
-            url, derived = text, f"{stem}-{hashlib.sha1(text.encode()).hexdigest()[:12]}"
-    if captions is not None:
-        scheme = urlsplit(captions).scheme.lower()
-        if not captions.strip() or (scheme and scheme not in ("http", "https")):
-            raise ValueError(f"captions must be an http(s) URL or a local path, got {captions!r}")
-    vid = derived if video_id is None else safe_id(video_id)
-    return VideoRef(video_id=vid, url=url, captions=captions)
 
 
 # -- exceptions -> taxonomy ------------------------------------------------------------

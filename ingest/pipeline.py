@@ -24,9 +24,10 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from ingest import core
-from ingest.download import Downloader, DownloadError, VideoRef, make_ref
+from ingest.download import Downloader, DownloadError
 from ingest.inputs import InputLine, read_inputs
 from ingest.profiles import IngestConfig
+from ingest.refs import VideoRef, make_ref
 from shards import manifest, schema
 from shards.manifest import ManifestRow
 from shards.writer import ShardLimits, ShardWriter

@@ -1,0 +1,62 @@
+"""Input lines -> VideoRef: YouTube forms, refused input, safe and distinct ids."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from ingest.refs import make_ref
+
+SAFE_ID = re.compile(r"[A-Za-z0-9_-]+")
+YT_ID = "dQw4w9WgXcQ"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [YT_ID, f"https://www.youtube.com/watch?v={YT_ID}&t=30s&list=PL123", f"https://youtu.be/{YT_ID}?t=4",
+     f"https://youtube.com/shorts/{YT_ID}", f"https://m.youtube.com/watch?v={YT_ID}",
+     f"https://www.youtube.com/embed/{YT_ID}", f"  {YT_ID}\n"],
+)  # fmt: skip
+def test_make_ref_reduces_youtube_forms_to_one_watch_url(raw):
+    ref = make_ref(raw)
+    assert ref == make_ref(YT_ID)
+    assert (ref.video_id, ref.url) == (YT_ID, f"https://www.youtube.com/watch?v={YT_ID}")
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["-o /tmp/x", "--exec rm", "--exec-rm-x", "-o", "file:///etc/passwd", "ftp://host/x.mp4",
+     "javascript:alert(1)", "/etc/passwd", "", "   ", "http://", "https://www.youtube.com/@channel",
+     "https://www.youtube.com/watch?v=short", "http://host/a b.mp4", "dQw4w9WgXc;"],
+)  # fmt: skip
+def test_make_ref_rejects_options_other_schemes_and_non_videos(raw):
+    with pytest.raises(ValueError):
+        make_ref(raw)
+
+
+def test_make_ref_accepts_real_ids_that_start_with_a_dash():
+    assert make_ref("-wtIMTCHWuI").url == "https://www.youtube.com/watch?v=-wtIMTCHWuI"
+
+
+def test_make_ref_sanitizes_given_ids_and_keeps_them_distinct():
+    bad = make_ref(YT_ID, video_id="../../etc;rm -rf /").video_id
+    other = make_ref(YT_ID, video_id="../../etc;rm -rf ~").video_id
+    assert SAFE_ID.fullmatch(bad) and SAFE_ID.fullmatch(other) and bad != other
+    assert not bad.startswith("-") and "rm" in bad
+    assert make_ref(YT_ID, video_id="-o").video_id != "-o"
+    assert make_ref(YT_ID, video_id="clip_01").video_id == "clip_01"
+
+
+def test_make_ref_derives_safe_stable_ids_for_other_urls():
+    a = make_ref("http://127.0.0.1:8000/v/My Talk;rm.mp4".replace(" ", "%20"))
+    b = make_ref("http://127.0.0.1:8000/other/My%20Talk;rm.mp4")
+    assert SAFE_ID.fullmatch(a.video_id) and a.video_id.startswith("My")
+    assert a.video_id != b.video_id and a == make_ref(a.url)
+    assert a.url == "http://127.0.0.1:8000/v/My%20Talk;rm.mp4"
+
+
+@pytest.mark.parametrize("captions", ["file:///etc/passwd", "ftp://h/x.vtt", " "])
+def test_make_ref_rejects_sidecars_that_are_not_http_or_a_path(captions):
+    with pytest.raises(ValueError):
+        make_ref("http://127.0.0.1/x.mp4", captions=captions)
