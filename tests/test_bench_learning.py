@@ -1,0 +1,37 @@
+"""bench/bench_learning.py: its --run syntax and the rows it turns validation logs into."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from bench.bench_learning import ROOT, parse_run, table
+
+
+def test_run_names_configs_from_the_repository_root_in_order():
+    name, configs = parse_run("tiny=configs/tiny.yaml+configs/demo.yaml")
+    assert name == "tiny"
+    assert configs == (ROOT / "configs" / "tiny.yaml", ROOT / "configs" / "demo.yaml")
+
+
+@pytest.mark.parametrize(
+    "text", ["configs/tiny.yaml", "=configs/tiny.yaml", "tiny=", "x=nope.yaml"]
+)
+def test_run_without_name_or_with_a_missing_config_is_refused(text):
+    with pytest.raises(argparse.ArgumentTypeError):
+        parse_run(text)
+
+
+def test_rows_count_steps_from_one_and_recall_in_multiples_of_chance():
+    logged = {"step": 99.0, "val/n": 64.0, "val/t2v_r1": 0.125, "val/t2v_medr": 6.0}
+    (row,) = table({"tiny": [logged]})  # no audio directions logged: no rows for them
+    assert row == {
+        "run": "tiny",
+        "step": 100,
+        "direction": "text->video",
+        "windows": 64,
+        "r1": 0.125,
+        "r1_vs_chance": 8.0,
+        "median_rank": 6.0,
+    }
