@@ -10,7 +10,8 @@ median of ``--runs`` runs of:
 - ``raw read``: every shard file read start to end in 1 MiB chunks;
 - ``tar stream``: ``tarfile`` in stream mode, every member's bytes read;
 - ``inspect``: ``shards.inspection.inspect_shards`` (headers + ``.json`` only);
-- ``verify``: ``shards.verify.verify_shards`` (every member decoded and checked).
+- ``verify``: ``shards.verify.verify_shards`` (every member decoded and checked), with
+  one worker thread and with ``--workers`` threads (default: one per CPU).
 
 The files are in the page cache after the first pass, so this measures the
 tools' CPU cost, not the disk. Synthetic words (3 per segment) make the json
@@ -40,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from shards.inspection import inspect_shards
 from shards.locate import locate
 from shards.manifest import ManifestRow, consolidate
-from shards.verify import verify_shards
+from shards.verify import default_workers, verify_shards
 from shards.writer import ShardLimits, ShardWriter
 from tests.samples import make_sample
 
@@ -109,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--segments", type=int, default=16)
     parser.add_argument("--per-shard", type=int, default=50, help="samples per shard")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=default_workers(), help="verify threads")
     parser.add_argument("--dir", type=Path, help="where to write the shards (default: a temp dir)")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     args = parser.parse_args(argv)
@@ -135,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
             "tar stream": lambda: tar_stream(paths),
             "inspect": lambda: inspect_shards(target),
             "verify": lambda: verify_shards(target),
+            f"verify x{args.workers}": lambda: verify_shards(target, workers=args.workers),
         }
         results = {name: median_time(fn, args.runs) for name, fn in cases.items()}
 

@@ -58,10 +58,11 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from shards.inspection import human_bytes
-    from shards.verify import verify_shards
+    from shards.verify import default_workers, verify_shards
 
     target = locate(args.path)
-    report = verify_shards(target, quiet=args.quiet)
+    workers = args.workers or default_workers()
+    report = verify_shards(target, quiet=args.quiet, workers=workers)
     if args.json:
         _out(json.dumps(report.to_dict(), indent=2) + "\n")
     else:
@@ -138,6 +139,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("verify", help="read everything; exit 1 if anything is wrong")
     p.add_argument("path", metavar="PATH", help=path_help)
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument(
+        "--workers",
+        type=_positive,
+        default=None,
+        help="shards checked at once (default: one per CPU)",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_verify)
 

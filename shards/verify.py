@@ -16,7 +16,9 @@ from __future__ import annotations
 import dataclasses
 import io
 import logging
+import os
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -172,9 +174,22 @@ class _Seen:
     where: dict[str, str] = field(default_factory=dict)  # key -> first shard holding it
 
 
-def verify_shard(url: str, seen: _Seen, report: VerifyReport) -> None:
-    name = shard_name(url)
-    problems = report.problems
+@dataclass(slots=True)
+class ShardResult:
+    """One shard's findings, independent of every other shard (see ``_merge``)."""
+
+    name: str
+    samples: int = 0
+    bytes: int = 0
+    problems: list[Problem] = field(default_factory=list)
+    # each checked sample in shard order: (key, video id, window); video None if no valid json
+    held: list[tuple[str, str | None, int]] = field(default_factory=list)
+
+
+def verify_shard(url: str) -> ShardResult:
+    """Read one shard to its end and check every sample in it; safe to run in threads."""
+    result = ShardResult(shard_name(url))
+    name, problems = result.name, result.problems
     scan = reader.TarScan(url)
     done: set[str] = set()  # keys whose members are behind us in this shard
     key: str | None = None
@@ -184,18 +199,12 @@ def verify_shard(url: str, seen: _Seen, report: VerifyReport) -> None:
     def finish(cut: bool = False) -> None:
         if key is None or stray:
             return
-        report.samples += 1
+        result.samples += 1
         whys, meta = _check_sample(key, group)
         if cut and whys:  # the tar's damage cut this sample short; that is the one problem
             whys = [f"cut short where the shard is damaged ({len(whys)} problems)"]
         problems.extend(Problem(name, key, why) for why in whys)
-        if key in seen.where:
-            problems.append(Problem(name, key, f"sample also in {seen.where[key]}"))
-            return
-        seen.where[key] = name
-        if meta is not None:
-            seen.windows[meta.video_id][name].append(meta.window)
-            seen.first_key.setdefault((meta.video_id, name), key)
+        result.held.append((key, None, 0) if meta is None else (key, meta.video_id, meta.window))
 
     try:
         for entry in scan:
@@ -210,12 +219,30 @@ def verify_shard(url: str, seen: _Seen, report: VerifyReport) -> None:
                 problems.append(Problem(name, key, f"member .{entry.suffix} appears twice"))
             assert entry.data is not None, "a scan without want reads every member"
             group[entry.suffix] = entry.data
-        report.bytes += scan.size or 0
+        result.bytes += scan.size or 0
         finish()
     except reader.ShardError as exc:
         problems.append(Problem(name, "", str(exc).removeprefix(f"{url}: ")))
         finish(cut=True)
     problems.extend(Problem(name, "", f"member {n!r} is not a regular file") for n in scan.other)
+    return result
+
+
+def _merge(result: ShardResult, seen: _Seen, report: VerifyReport) -> None:
+    """Add one shard's findings, in shard order: a key an earlier shard holds is a duplicate."""
+    name = result.name
+    report.shards += 1
+    report.samples += result.samples
+    report.bytes += result.bytes
+    report.problems += result.problems
+    for key, video, window in result.held:
+        if key in seen.where:
+            report.problems.append(Problem(name, key, f"sample also in {seen.where[key]}"))
+            continue
+        seen.where[key] = name
+        if video is not None:
+            seen.windows[video][name].append(window)
+            seen.first_key.setdefault((video, name), key)
 
 
 # --- The manifest against the shards ---
@@ -284,16 +311,33 @@ def _ranges(values: list[int]) -> str:
     return str(values)
 
 
-def verify_shards(target: Target, quiet: bool = True) -> VerifyReport:
-    """Check ``target``'s shards and, when there is one, its manifest."""
+def default_workers() -> int:
+    """Threads for ``verify``: one per usable CPU."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def verify_shards(target: Target, quiet: bool = True, workers: int = 1) -> VerifyReport:
+    """Check ``target``'s shards and, when there is one, its manifest.
+
+    ``workers`` threads read and check shards at once (JPEG decoding, most of the work,
+    runs outside the GIL); findings are merged in shard order, so the report is the same
+    for any number of workers.
+    """
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
     report = VerifyReport(target.spec)
     seen = _Seen()
-    with progress_bar(len(target.urls), "verify", unit="shard", quiet=quiet) as bar:
-        for url in target.urls:
-            before = report.samples
-            verify_shard(url, seen, report)
-            report.shards += 1
-            bar.update(1, samples=report.samples - before)
+    pool = ThreadPoolExecutor(max_workers=min(workers, max(1, len(target.urls))))
+    try:
+        with progress_bar(len(target.urls), "verify", unit="shard", quiet=quiet) as bar:
+            for result in pool.map(verify_shard, target.urls):
+                _merge(result, seen, report)
+                bar.update(1, samples=result.samples)
+    finally:  # on Ctrl-C, start no new shard; those being read finish first
+        pool.shutdown(wait=False, cancel_futures=True)
     if target.root is not None:
         try:
             view = load_manifest(target.root)

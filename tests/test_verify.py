@@ -188,6 +188,30 @@ def test_verify_finds_and_names_each_damage(copy, damage, capsys):
     assert f"{SHARD}: {key or '-'}: " in out and reason in out
 
 
+def test_workers_report_the_same_problems_in_order_and_a_sample_in_two_shards(copy):
+    first, second, third = sorted(copy.glob("shard-*.tar"))
+    dup = [(n, d) for n, d in read_members(first) if n.startswith("speech_w0000.")]
+    assert dup, "the first shard holds the speech video's first window"
+    write_members(second, read_members(second) + dup)
+    _truncate(read_members(third), third)
+    one = verify_shards(locate(str(copy)), workers=1)
+    many = verify_shards(locate(str(copy)), workers=3)
+    assert many.problems == one.problems
+    assert (many.shards, many.samples, many.bytes) == (one.shards, one.samples, one.bytes)
+    also = [p for p in many.problems if p.reason == f"sample also in {first.name}"]
+    assert [(p.shard, p.key) for p in also] == [(second.name, "speech_w0000")]
+    assert any(p.shard == third.name and "truncated" in p.reason for p in many.problems)
+    assert main(["verify", str(copy), "-q", "--workers", "3"]) == 1
+
+
+def test_verify_refuses_zero_workers(real, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["verify", str(real.out), "--workers", "0"])
+    assert exc.value.code == 2
+    with pytest.raises(ValueError, match="workers"):
+        verify_shards(locate(str(real.out)), workers=0)
+
+
 def test_rewritten_but_undamaged_copy_passes(copy):
     """The damage tests' tar writer itself leaves a shard whole."""
     shard = copy / SHARD
