@@ -359,7 +359,14 @@ def test_cli_generates_then_serves_until_interrupted(tmp_path, stop):
     cmd = [sys.executable, "-m", "ingest.demo_corpus", str(tmp_path), "--videos", "2"]
     cmd += ["--heldout", "1", "--duration-s", "5", "--seed", "3", "--serve"]
     log = (tmp_path / "cli.log").open("w")
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True)
+    # As from a terminal. A shell that runs this suite in the background (`cmd &`) has
+    # SIGINT ignored; a child would inherit that, and Python then never turns SIGINT into
+    # KeyboardInterrupt. A handled signal is reset to its default in the child instead.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     try:
         line = ""
         while "serving" not in line:
