@@ -11,7 +11,7 @@ median of ``--runs`` runs of:
 - ``tar stream``: ``tarfile`` in stream mode, every member's bytes read;
 - ``inspect``: ``shards.inspection.inspect_shards`` (headers + ``.json`` only);
 - ``verify``: ``shards.verify.verify_shards`` (every member decoded and checked), with
-  one worker thread and with ``--workers`` threads (default: one per CPU).
+  one worker and with ``--workers`` worker processes (default: one per CPU).
 
 The files are in the page cache after the first pass, so this measures the
 tools' CPU cost, not the disk. Synthetic words (3 per segment) make the json
@@ -110,7 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--segments", type=int, default=16)
     parser.add_argument("--per-shard", type=int, default=50, help="samples per shard")
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--workers", type=int, default=default_workers(), help="verify threads")
+    parser.add_argument(
+        "--workers", type=int, default=default_workers(), help="verify worker processes"
+    )
     parser.add_argument("--dir", type=Path, help="where to write the shards (default: a temp dir)")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     args = parser.parse_args(argv)

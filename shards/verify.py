@@ -16,10 +16,13 @@ from __future__ import annotations
 import dataclasses
 import io
 import logging
+import multiprocessing
 import os
+import signal
 from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -187,7 +190,7 @@ class ShardResult:
 
 
 def verify_shard(url: str) -> ShardResult:
-    """Read one shard to its end and check every sample in it; safe to run in threads."""
+    """Read one shard to its end and check every sample in it; needs nothing of other shards."""
     result = ShardResult(shard_name(url))
     name, problems = result.name, result.problems
     scan = reader.TarScan(url)
@@ -311,8 +314,23 @@ def _ranges(values: list[int]) -> str:
     return str(values)
 
 
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+
+
+def _pool(workers: int, urls: list[str]) -> Executor:
+    """Worker processes, or one thread: tar parsing and checks hold the GIL, so threads
+    gain little (1.4x from 2 on 2 cores). A ``memory://`` filesystem exists only in this
+    process, so its shards are read here."""
+    n = min(workers, max(1, len(urls)))
+    if n == 1 or any(urlsplit(u).scheme == "memory" for u in urls):
+        return ThreadPoolExecutor(max_workers=1)
+    spawn = multiprocessing.get_context("spawn")  # no fork of fsspec's or Arrow's threads
+    return ProcessPoolExecutor(max_workers=n, mp_context=spawn, initializer=_ignore_sigint)
+
+
 def default_workers() -> int:
-    """Threads for ``verify``: one per usable CPU."""
+    """Worker processes for ``verify``: one per usable CPU."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
@@ -322,15 +340,14 @@ def default_workers() -> int:
 def verify_shards(target: Target, quiet: bool = True, workers: int = 1) -> VerifyReport:
     """Check ``target``'s shards and, when there is one, its manifest.
 
-    ``workers`` threads read and check shards at once (JPEG decoding, most of the work,
-    runs outside the GIL); findings are merged in shard order, so the report is the same
-    for any number of workers.
+    ``workers`` processes read and check shards at once; findings are merged in shard
+    order, so the report is the same for any number of workers.
     """
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     report = VerifyReport(target.spec)
     seen = _Seen()
-    pool = ThreadPoolExecutor(max_workers=min(workers, max(1, len(target.urls))))
+    pool = _pool(workers, target.urls)
     try:
         with progress_bar(len(target.urls), "verify", unit="shard", quiet=quiet) as bar:
             for result in pool.map(verify_shard, target.urls):
