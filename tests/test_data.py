@@ -5,13 +5,9 @@ from __future__ import annotations
 import io
 import json
 import logging
-import os
-import socket
-import subprocess
 import sys
 import tarfile
 from dataclasses import replace
-from pathlib import Path
 
 import lightning as L
 import numpy as np
@@ -30,6 +26,7 @@ from model.tokenizer import ByteTokenizer
 from shards import schema
 from shards.manifest import ManifestRow
 from shards.writer import ShardLimits, ShardWriter, encode_video
+from tests.nodes import ROOT, run_two_nodes
 from tests.samples import make_sample
 
 TINY = ModelConfig.from_name("tiny", max_segments=4)
@@ -399,32 +396,7 @@ def test_two_ddp_processes_get_disjoint_shards_and_equal_steps(tmp_path):
     where = write_shards(shard_dir, 3)
     script = tmp_path / "ddp_fit.py"
     script.write_text(DDP_SCRIPT)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    root = Path(__file__).resolve().parents[1]
-    procs = []
-    for node in (0, 1):
-        env = dict(
-            os.environ,
-            MASTER_ADDR="127.0.0.1",
-            MASTER_PORT=str(port),
-            NODE_RANK=str(node),
-            WORLD_SIZE="2",
-            PYTHONPATH=str(root),
-        )
-        cmd = [sys.executable, str(script), str(shard_dir), str(tmp_path)]
-        procs.append(
-            subprocess.Popen(
-                cmd, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-            )
-        )
-    try:
-        logs = [p.communicate(timeout=120)[0].decode() for p in procs]
-    finally:
-        for p in procs:
-            p.kill()
-    assert all(p.returncode == 0 for p in procs), "\n".join(log[-3000:] for log in logs)
+    run_two_nodes([sys.executable, str(script), str(shard_dir), str(tmp_path)], ROOT, timeout=120)
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert [len(r["train"]) for r in ranks] == [3, 3], "both ranks run steps_per_epoch steps"
     shards_of = [{where[k] for b in r["train"] for k in b} for r in ranks]

@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import socket
-import subprocess
 import sys
 from pathlib import Path
 
@@ -18,10 +15,10 @@ from lightning.pytorch.callbacks import Callback
 
 from model.callbacks import weights_digest
 from model.config import ModelConfig
+from tests.nodes import ROOT, run_two_nodes
 from tests.test_data import write_corrupt_shard, write_shards
 from train import SHAPES, MontageCLI, main
 
-ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
 PRESET_CONFIGS = [p for p in CONFIGS if p.stem in ("tiny", "base", "large")]
 VAL_WINDOWS = 2 * 2 * 3  # val shards x videos per shard x windows per video (test_data)
@@ -325,12 +322,6 @@ def test_training_goes_on_past_corrupted_samples_and_the_counter_shows_them(shar
 # ----------------------------------------------------------------------------- two nodes
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.mark.slow  # two interpreters importing torch + Lightning, then gloo on loopback
 def test_two_nodes_read_disjoint_shards_run_equal_steps_and_end_with_equal_weights(tmp_path):
     """`train.py fit` twice, as NODE_RANK 0 and 1 of a 2-node DDP job (gloo, loopback)."""
@@ -347,29 +338,7 @@ def test_two_nodes_read_disjoint_shards_run_equal_steps_and_end_with_equal_weigh
     ]
     cmd += ["--data.steps_per_epoch", "2", "--trainer.max_steps", "4"]
     cmd += ["--trainer.strategy", "ddp", "--trainer.devices", "1", "--trainer.num_nodes", "2"]
-    port = free_port()
-    procs = []
-    for node in (0, 1):
-        env = dict(
-            os.environ,
-            MASTER_ADDR="127.0.0.1",
-            MASTER_PORT=str(port),
-            NODE_RANK=str(node),
-            WORLD_SIZE="2",
-            PYTHONPATH=str(ROOT),
-            OMP_NUM_THREADS="1",
-        )
-        procs.append(
-            subprocess.Popen(
-                cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-            )
-        )
-    try:
-        logs = [p.communicate(timeout=180)[0].decode() for p in procs]
-    finally:
-        for p in procs:
-            p.kill()
-    assert all(p.returncode == 0 for p in procs), "\n".join(log[-3000:] for log in logs)
+    run_two_nodes(cmd, tmp_path, timeout=180, OMP_NUM_THREADS="1")
 
     steps = [steps_of(out / "keys", rank) for rank in (0, 1)]
     assert [len(s) for s in steps] == [4, 4], "both ranks run the same number of steps"
