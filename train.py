@@ -21,8 +21,8 @@ from lightning.pytorch.strategies import DDPStrategy
 from torch.nn.parallel import DistributedDataParallel
 
 from model.config import ModelConfig
-from model.data import ShardDataModule
-from model.module import ReserveModule
+from model.data.datamodule import ShardDataModule
+from model.train.module import ReserveModule
 
 # DistributedDataParallel's switch for syncing buffers before forward (renamed in torch 2.13).
 SYNC_BUFFERS = next(

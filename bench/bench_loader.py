@@ -32,7 +32,7 @@ from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script too
 
-from model.data import ShardDataModule
+from model.data.datamodule import ShardDataModule
 from shards import schema
 from shards.manifest import ManifestRow
 from shards.reader import expand

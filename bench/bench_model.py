@@ -30,10 +30,10 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from model.batch import random_batch
 from model.config import ModelConfig, ObjectiveConfig
-from model.layers import Transformer
-from model.reserve import Reserve
+from model.data.batch import random_batch
+from model.nn.layers import Transformer
+from model.objectives.reserve import Reserve
 
 
 def parse_args() -> argparse.Namespace:

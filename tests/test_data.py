@@ -17,12 +17,12 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from PIL import Image
 
 from ingest.localserve import LocalServer
-from model import loader as loader_mod
-from model.batch import Batch
-from model.collate import DecodeConfig, cut_subsegments, load_frame, to_example
 from model.config import ModelConfig
-from model.data import ShardDataModule
-from model.tokenizer import ByteTokenizer
+from model.data import loader as loader_mod
+from model.data.batch import Batch
+from model.data.collate import DecodeConfig, cut_subsegments, load_frame, to_example
+from model.data.datamodule import ShardDataModule
+from model.data.tokenizer import ByteTokenizer
 from shards import schema
 from shards.manifest import ManifestRow
 from shards.writer import ShardLimits, ShardWriter, encode_video
@@ -253,7 +253,7 @@ def write_corrupt_shard(path) -> tuple[list[str], list[str]]:
 def test_bad_samples_are_skipped_counted_and_the_stream_goes_on(tmp_path, caplog):
     good, bad = write_corrupt_shard(tmp_path / "mixed-000.tar")
     val = datamodule(tmp_path, val_shards=str(tmp_path / "mixed-000.tar"), val_batch_size=2)
-    with caplog.at_level(logging.WARNING, logger="model.loader"):
+    with caplog.at_level(logging.WARNING, logger="model.data.loader"):
         batches = list(val.val_dataloader())
     assert sorted(k for lb in batches for k in lb.keys) == sorted(good)
     assert sum(lb.skipped for lb in batches) == 2
@@ -316,7 +316,7 @@ def test_changed_layout_moves_on_to_the_next_epoch(shards8, caplog):
     dm = datamodule(shards8[0], num_workers=2)
     state = {**dm.state_dict(), "epoch": 3, "consumed": 2}
     other = datamodule(shards8[0], num_workers=1)
-    with caplog.at_level(logging.WARNING, logger="model.data"):
+    with caplog.at_level(logging.WARNING, logger="model.data.datamodule"):
         other.load_state_dict(state)
     assert (other.position.epoch, other.position.index) == (4, 0)
     assert "num_workers" in caplog.text

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from model.batch import Batch, random_batch
-from model.collate import LoaderBatch
 from model.config import SUBSEGMENTS, ModelConfig, ObjectiveConfig
-from model.evaluation import (
+from model.data.batch import Batch, random_batch
+from model.data.stream import LoaderBatch
+from model.eval.evaluation import (
     Embeddings,
     cat,
     embed_batch,
@@ -18,7 +18,7 @@ from model.evaluation import (
     retrieval_metrics,
     retrieval_report,
 )
-from model.reserve import Reserve
+from model.objectives.reserve import Reserve
 
 TINY = ModelConfig.from_name("tiny", max_segments=4)
 

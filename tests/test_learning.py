@@ -14,9 +14,9 @@ import pytest
 import torch
 
 import demo
-from model.data import ShardDataModule
-from model.evaluation import evaluate
-from model.module import ReserveModule
+from model.data.datamodule import ShardDataModule
+from model.eval.evaluation import evaluate
+from model.train.module import ReserveModule
 from shards.manifest import load_state
 
 VIDEOS, HELDOUT, STEPS = demo.DEFAULT_VIDEOS, demo.DEFAULT_HELDOUT, 400

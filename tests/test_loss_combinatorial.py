@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from model.config import CombinatorialLossConfig
-from model.losses.combinatorial import CombinatorialLoss
+from model.objectives.losses.combinatorial import CombinatorialLoss
 
 
 @pytest.fixture(autouse=True)

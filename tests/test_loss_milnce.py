@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from model.losses.milnce import MilNceLoss
+from model.objectives.losses.milnce import MilNceLoss
 
 
 @pytest.fixture(autouse=True)

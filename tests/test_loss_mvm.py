@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from model.losses.mvm import MaskedPatchLoss
-from model.targets import hog_targets, patchify, pixel_targets
+from model.nn.targets import hog_targets, patchify, pixel_targets
+from model.objectives.losses.mvm import MaskedPatchLoss
 
 
 @pytest.fixture(autouse=True)

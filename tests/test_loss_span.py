@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from model.losses.span import ContrastiveSpanLoss
+from model.objectives.losses.span import ContrastiveSpanLoss
 
 
 @pytest.fixture(autouse=True)

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from model.batch import Batch, random_batch
 from model.config import MASK_ID, PAD_ID, ModelConfig
+from model.data.batch import Batch, random_batch
 
 
 @pytest.fixture(autouse=True)

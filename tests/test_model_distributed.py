@@ -11,7 +11,7 @@ import torch.multiprocessing as mp
 from torch import nn
 
 from model.distributed import gather_features
-from model.losses import CombinatorialLoss, ContrastiveSpanLoss, MilNceLoss
+from model.objectives.losses import CombinatorialLoss, ContrastiveSpanLoss, MilNceLoss
 
 
 @pytest.fixture(autouse=True)

@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from model.masking import SpanMasks, cell_masks, choose, span_masks
+from model.data.batch import SpanMasks
+from model.nn.masking import cell_masks, choose, span_masks
 
 
 @pytest.fixture(autouse=True)

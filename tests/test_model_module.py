@@ -5,9 +5,9 @@ import lightning as L
 import pytest
 import torch
 
-from model.batch import random_batch
 from model.config import ModelConfig, ObjectiveConfig
-from model.module import ReserveModule, contrastive_scales, lr_factor
+from model.data.batch import random_batch
+from model.train.module import ReserveModule, contrastive_scales, lr_factor
 
 
 @pytest.fixture(autouse=True)

@@ -3,11 +3,11 @@
 import pytest
 import torch
 
-from model.backbone import Backbone
-from model.batch import random_batch
 from model.config import PRESETS, ModelConfig, ObjectiveConfig
-from model.masking import span_masks
-from model.reserve import Reserve
+from model.data.batch import random_batch
+from model.nn.backbone import Backbone
+from model.nn.masking import span_masks
+from model.objectives.reserve import Reserve
 
 
 @pytest.fixture(autouse=True)

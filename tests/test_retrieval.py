@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from model.retrieval import match_ranks, ranks_between, summarize, zero_shot_retrieval
+from model.eval.retrieval import match_ranks, ranks_between, summarize, zero_shot_retrieval
 
 # Query i's match is target i. Row 0: best. Row 1: one target above. Row 2: ties with
 # two others (pessimistic: rank 3). Row 3: worst of 4.

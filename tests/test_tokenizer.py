@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from model.tokenizer import (
+from model.data.tokenizer import (
     FIRST_ID,
     MASK_ID,
     PAD_ID,

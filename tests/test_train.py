@@ -13,8 +13,8 @@ import torch
 import yaml
 from lightning.pytorch.callbacks import Callback
 
-from model.callbacks import weights_digest
 from model.config import ModelConfig
+from model.train.callbacks import weights_digest
 from tests.nodes import ROOT, run_two_nodes
 from tests.test_data import write_corrupt_shard, write_shards
 from train import SHAPES, MontageCLI, main
@@ -63,7 +63,7 @@ def tiny_config(out: Path, every: int = 2, callbacks: list[dict] | None = None) 
 
 
 def recorder(out: Path) -> dict:
-    return {"class_path": "model.callbacks.KeyRecorder", "init_args": {"dirpath": str(out)}}
+    return {"class_path": "model.train.callbacks.KeyRecorder", "init_args": {"dirpath": str(out)}}
 
 
 def steps_of(out: Path, rank: int = 0) -> list[dict]:

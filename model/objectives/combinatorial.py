@@ -10,16 +10,21 @@ loss is CombinatorialLoss over the configured pairs, on present-modality rows.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from model.backbone import Backbone
-from model.batch import Batch
 from model.config import CombinatorialLossConfig, ModelConfig
-from model.layers import masked_mean
-from model.losses.combinatorial import CombinatorialLoss
-from model.objectives.common import Encoded
+from model.data.batch import Batch
+from model.nn.backbone import Backbone, Part
+from model.nn.layers import masked_mean
+from model.objectives.common import AUDIO_VIDEO, SPACES, TEXT_VIDEO, Encoded, window_mean
+from model.objectives.losses.combinatorial import CombinatorialLoss
+
+NAMES = {"t": "text", "v": "video", "a": "audio"}
+LETTERS = {TEXT_VIDEO: "tv", AUDIO_VIDEO: "av"}  # each space's modalities
 
 
 class CombinatorialObjective(nn.Module):
@@ -43,18 +48,8 @@ class CombinatorialObjective(nn.Module):
         batch: Batch,
         generator: torch.Generator | None = None,
     ) -> tuple[Tensor, dict[str, Tensor]]:
-        seg = batch.segment_mask  # (B, S)
-        builders = {
-            "v": lambda: backbone.frame_part(encoded.frames, seg),
-            "t": lambda: backbone.text_part(batch.text, batch.text_mask, seg),
-            "a": lambda: backbone.audio_part(encoded.audio, seg, batch.audio_present),
-        }
+        builders, present = _inputs(backbone, encoded, batch)
         parts = {m: builders[m]() for m in self.proj}  # only the modalities the pairs use
-        present = {
-            "v": seg.flatten(),  # (B*S,)
-            "t": batch.text_present.any(-1).flatten(),
-            "a": batch.audio_valid[:, :, 0].flatten(),
-        }
         embeddings = {}
         for group in self.loss.groups():
             outputs = backbone.fuse([parts[m] for m in group], per_segment=True)
@@ -63,5 +58,43 @@ class CombinatorialObjective(nn.Module):
                 for m, out in zip(group, outputs, strict=True)
             ]  # each (B, S, E)
             embeddings[group] = torch.stack(members).mean(0).flatten(0, 1)  # (B*S, E)
-        loss, pairs = self.loss(embeddings, present)
+        loss, pairs = self.loss(embeddings, {m: p.flatten() for m, p in present.items()})
         return loss, pairs
+
+    def embed(
+        self,
+        backbone: Backbone,
+        encoded: Encoded,
+        batch: Batch,
+        spaces: Collection[str] = SPACES,
+    ) -> dict[str, dict[str, Tensor]]:
+        """Window embeddings of the spaces whose two modalities have a head here: each
+        modality alone through the fusion transformer per segment, then its head, averaged
+        over the segments that hold it (video serves both spaces)."""
+        builders, present = _inputs(backbone, encoded, batch)
+        wanted = {s: LETTERS[s] for s in spaces if set(LETTERS[s]) <= set(self.proj)}
+        windows = {}
+        for m in sorted(set().union(*wanted.values())):
+            part = builders[m]()
+            (out,) = backbone.fuse([part], per_segment=True)  # (B, S, T, D)
+            units = self.proj[m](masked_mean(out, part[1], dim=2))  # (B, S, E)
+            windows[m] = window_mean(units, present[m])  # (B, E)
+        return {s: {NAMES[m]: windows[m] for m in ms} for s, ms in wanted.items()}
+
+    def scales(self) -> dict[str, Tensor]:
+        """No learned scale: the temperature is fixed."""
+        return {}
+
+
+def _inputs(
+    backbone: Backbone, encoded: Encoded, batch: Batch
+) -> tuple[dict[str, Callable[[], Part]], dict[str, Tensor]]:
+    """Per modality: a builder of its joint-input part, and the (B, S) segments that hold it."""
+    seg = batch.segment_mask  # (B, S)
+    builders = {
+        "v": lambda: backbone.frame_part(encoded.frames, seg),
+        "t": lambda: backbone.text_part(batch.text, batch.text_mask, seg),
+        "a": lambda: backbone.audio_part(encoded.audio, seg, batch.audio_present),
+    }
+    present = {"v": seg, "t": batch.text_present.any(-1), "a": batch.audio_valid[:, :, 0]}
+    return builders, present

@@ -8,14 +8,16 @@ objective: frame encoder and span encoder, no joint pass.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import torch
 from torch import Tensor, nn
 
-from model.backbone import Backbone
-from model.batch import Batch
 from model.config import SUBSEGMENTS, MilNceLossConfig, ModelConfig
-from model.losses.milnce import MilNceLoss
-from model.objectives.common import Encoded
+from model.data.batch import Batch
+from model.nn.backbone import Backbone
+from model.objectives.common import SPACES, TEXT_VIDEO, Encoded, window_mean
+from model.objectives.losses.milnce import MilNceLoss
 
 
 def candidate_index(num_segments: int, k: int) -> Tensor:
@@ -65,3 +67,22 @@ class MilNceObjective(nn.Module):
         video = self.video(encoded.frames.embedding)  # (B, S, E)
         loss = self.loss(video.flatten(0, 1), text.flatten(0, 1), candidates.flatten(0, 1))
         return loss, {"nce": loss}
+
+    def embed(
+        self,
+        backbone: Backbone,
+        encoded: Encoded,
+        batch: Batch,
+        spaces: Collection[str] = SPACES,
+    ) -> dict[str, dict[str, Tensor]]:
+        """Text <-> video: the caption head over the sub-segments with words, the frame head
+        over the real segments."""
+        if TEXT_VIDEO not in spaces:
+            return {}
+        text = window_mean(self.text(encoded.spans), batch.text_present)  # (B, E)
+        video = window_mean(self.video(encoded.frames.embedding), batch.segment_mask)
+        return {TEXT_VIDEO: {"text": text, "video": video}}
+
+    def scales(self) -> dict[str, Tensor]:
+        """No learned scale."""
+        return {}

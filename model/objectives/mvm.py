@@ -10,18 +10,20 @@ This objective owns the patch MASK embedding.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import torch
 from torch import Tensor, nn
 
-from model.backbone import Backbone
-from model.batch import Batch
 from model.config import ModelConfig, MvmLossConfig
-from model.encoders import cells_to_patches
-from model.layers import learned
-from model.losses.mvm import MaskedPatchLoss
-from model.masking import cell_masks
-from model.objectives.common import Encoded
-from model.targets import hog_targets, pixel_targets
+from model.data.batch import Batch
+from model.nn.backbone import Backbone
+from model.nn.encoders import cells_to_patches
+from model.nn.layers import learned
+from model.nn.masking import cell_masks
+from model.nn.targets import hog_targets, pixel_targets
+from model.objectives.common import SPACES, Encoded
+from model.objectives.losses.mvm import MaskedPatchLoss
 
 
 class MvmObjective(nn.Module):
@@ -84,3 +86,17 @@ class MvmObjective(nn.Module):
             pred = self.to_patches(self.heads[t](joint.frames), self.dims[t])  # (B, S, P, dim)
             terms[t] = self.loss(pred, target, scored)
         return torch.stack(list(terms.values())).mean(), terms
+
+    def embed(
+        self,
+        backbone: Backbone,
+        encoded: Encoded,
+        batch: Batch,
+        spaces: Collection[str] = SPACES,
+    ) -> dict[str, dict[str, Tensor]]:
+        """Nothing: masked visual modelling aligns no two modalities."""
+        return {}
+
+    def scales(self) -> dict[str, Tensor]:
+        """No learned scale."""
+        return {}

@@ -1,6 +1,6 @@
 """MERLOT Reserve's contrastive span objective: frame, audio and text terms.
 
-Two joint passes share the frame tokens (model/masking.py has the masking rules):
+Two joint passes share the frame tokens (model/nn/masking.py has the masking rules):
 
 - text view (frames + words): a MASKed sub-segment's output is a query for its audio
   encoding (audio term, when the sample has audio) and for its words' span encoding
@@ -16,17 +16,19 @@ objective's parameters (a MASKed word is the MASK_ID token of the shared vocabul
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import torch
 from torch import Tensor, nn
 
-from model.backbone import Audio, Backbone, Frames
-from model.batch import Batch
-from model.config import ModelConfig, SpanLossConfig
-from model.joint import replace_first
-from model.layers import learned
-from model.losses.span import ContrastiveSpanLoss
-from model.masking import SpanMasks, span_masks
-from model.objectives.common import Encoded
+from model.config import SUBSEGMENTS, ModelConfig, SpanLossConfig
+from model.data.batch import Batch, SpanMasks
+from model.nn.backbone import Audio, Backbone, Frames
+from model.nn.joint import replace_first
+from model.nn.layers import learned
+from model.nn.masking import span_masks
+from model.objectives.common import AUDIO_VIDEO, SPACES, TEXT_VIDEO, Encoded, window_mean
+from model.objectives.losses.span import ContrastiveSpanLoss
 
 TERMS = ("frame", "audio", "text")
 
@@ -105,3 +107,45 @@ class SpanObjective(nn.Module):
             }
         )
         return sum(terms.values()), terms
+
+    def embed(
+        self,
+        backbone: Backbone,
+        encoded: Encoded,
+        batch: Batch,
+        spaces: Collection[str] = SPACES,
+    ) -> dict[str, dict[str, Tensor]]:
+        """Window embeddings from the heads the span terms train.
+
+        text <-> video, the frame term: every frame MASKed, the words visible (text view);
+        the frame query head on each segment's pooled outputs gives the text side (over the
+        segments with words), the frame target head on the frame encoding the video side.
+        audio <-> video, the audio term: every sub-segment's words MASKed (only the frames
+        speak); the audio query head at the MASKs gives the video side, the audio target
+        head on the audio encoding the audio side (both over the sub-segments with audio).
+        """
+        seg, frames = batch.segment_mask, encoded.frames  # (B, S)
+        out = {}
+        if TEXT_VIDEO in spaces:
+            hidden = self.frame_mask.to(frames.tokens.dtype).expand_as(frames.tokens)
+            tv = backbone.text_view(
+                Frames(hidden, frames.embedding), batch.text, batch.text_mask, seg
+            )
+            words = batch.text_present.any(-1)  # (B, S)
+            out[TEXT_VIDEO] = {
+                "text": window_mean(self.query["frame"](tv.frames.mean(2)), words),
+                "video": window_mean(self.target["frame"](frames.embedding), seg),
+            }
+        if AUDIO_VIDEO in spaces:
+            valid = batch.audio_valid  # (B, S, 3)
+            every = seg[:, :, None].expand(-1, -1, SUBSEGMENTS)  # (B, S, 3)
+            tv = backbone.text_view(frames, batch.text, batch.text_mask, seg, every)
+            out[AUDIO_VIDEO] = {
+                "audio": window_mean(self.target["audio"](encoded.audio.cls), valid),
+                "video": window_mean(self.query["audio"](tv.subsegments[:, :, :, 0]), valid),
+            }
+        return out
+
+    def scales(self) -> dict[str, Tensor]:
+        """Term -> exp of its clipped log-scale (detached)."""
+        return self.loss.scales()

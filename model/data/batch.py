@@ -16,8 +16,8 @@ Shapes (B samples, S segments, 3 sub-segments, L tokens per sub-segment):
     text_mask      (B, S, 3, L)      bool, True at real tokens (left-aligned)
     segment_mask   (B, S)            bool, True at real segments (every sample has one)
     audio_present  (B,)              bool, False when the video has no audio track
-    masks          SpanMasks | None  optional precomputed span masks (model/masking.py);
-                                     None lets the model draw them
+    masks          SpanMasks | None  optional precomputed span masks (drawn by
+                                     model/nn/masking.py); None lets the model draw them
 
 Padded segments carry zero frames/audio and an all-False text_mask. A sub-segment with no
 words has an all-False text_mask row; `text_present` derives "words present" from it.
@@ -31,7 +31,32 @@ import torch
 from torch import Tensor
 
 from model.config import MASK_ID, PAD_ID, SUBSEGMENTS, ModelConfig
-from model.masking import SpanMasks
+
+
+@dataclass
+class SpanMasks:
+    """Which snippets are MASKed for the contrastive span objective (model/nn/masking.py
+    has the rules that draw them; the batch only carries them)."""
+
+    text_view: Tensor  # (B, S, 3) bool: words replaced by MASK in the text view
+    audio_view: Tensor  # (B, S, 3) bool: audio replaced by MASK in the audio view
+    frames: Tensor  # (B, S) bool: frame tokens replaced by MASK in the text view
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> SpanMasks:
+        return SpanMasks(
+            self.text_view.to(device, non_blocking=non_blocking),
+            self.audio_view.to(device, non_blocking=non_blocking),
+            self.frames.to(device, non_blocking=non_blocking),
+        )
+
+    def check(self, batch_size: int, num_segments: int) -> None:
+        B, S = batch_size, num_segments
+        assert self.text_view.shape == (B, S, SUBSEGMENTS), f"text_view {self.text_view.shape}"
+        assert self.audio_view.shape == (B, S, SUBSEGMENTS), f"audio_view {self.audio_view.shape}"
+        assert self.frames.shape == (B, S), f"frames mask {self.frames.shape}"
+        assert not bool((self.text_view & self.audio_view).any()), (
+            "views must mask disjoint sub-segments"
+        )
 
 
 @dataclass

@@ -4,6 +4,7 @@
     out = model(batch)            # ReserveOutput
     out.loss.backward()           # sum over enabled objectives of weight * loss
     out.terms                     # {"span": ..., "span/frame": ..., ...} detached, for logging
+    model.embed(batch)            # {"text-video": {"text": (B, E), "video": (B, E)}, ...}
 
 An objective is enabled when its weight in ObjectiveConfig is above zero. Only enabled
 objectives build heads, and the backbone builds only the encoders they need, so every
@@ -12,22 +13,29 @@ parameter gets a gradient and DDP runs without find_unused_parameters.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
 
-from model.backbone import Backbone
-from model.batch import Batch
 from model.config import ModelConfig, ObjectiveConfig
-from model.layers import init_weights
+from model.data.batch import Batch
+from model.nn.backbone import Backbone
+from model.nn.layers import init_weights
 from model.objectives import (
+    SPACES,
     CombinatorialObjective,
     Encoded,
     MilNceObjective,
     MvmObjective,
     SpanObjective,
 )
+
+# Which objective's space represents the model in each space (`embed`), first enabled wins:
+# the combinatorial heads, then MIL-NCE's, then the span terms' (module docstring of
+# model/eval/evaluation.py). Objectives not named here come after, in config order.
+EMBEDDING_PREFERENCE = ("combinatorial", "milnce", "span")
 
 OBJECTIVES = {
     "span": SpanObjective,
@@ -85,6 +93,28 @@ class Reserve(nn.Module):
             terms[name] = loss.detach()
             terms.update({f"{name}/{k}": v.detach() for k, v in parts.items()})
         return ReserveOutput(loss=total, terms=terms)
+
+    def embed(self, batch: Batch, spaces: Collection[str] = SPACES) -> dict[str, dict[str, Tensor]]:
+        """Window embeddings per space, each from the first enabled objective (in
+        EMBEDDING_PREFERENCE order) that aligns it; spaces no objective aligns are absent.
+        Through each objective's public `embed` only. Gradients flow: wrap in no_grad."""
+        encoded = Encoded(self.backbone, batch)
+        order = [n for n in EMBEDDING_PREFERENCE if n in self.objectives]
+        order += [n for n in self.objectives if n not in order]
+        out: dict[str, dict[str, Tensor]] = {}
+        for name in order:
+            missing = [s for s in spaces if s not in out]
+            if missing:
+                out |= self.objectives[name].embed(self.backbone, encoded, batch, missing)
+        return out
+
+    def scales(self) -> dict[str, Tensor]:
+        """`<objective>/<term>` -> the learned contrastive scale of every enabled objective."""
+        return {
+            f"{name}/{term}": value
+            for name, objective in self.objectives.items()
+            for term, value in objective.scales().items()
+        }
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())

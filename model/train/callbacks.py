@@ -2,8 +2,8 @@
 
 Both are configured in the trainer's ``callbacks`` list (configs/*.yaml)::
 
-    - class_path: model.callbacks.TrainSpeed
-    - class_path: model.callbacks.KeyRecorder
+    - class_path: model.train.callbacks.TrainSpeed
+    - class_path: model.train.callbacks.KeyRecorder
       init_args: {dirpath: runs/keys}
 """
 
@@ -22,7 +22,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from model.batch import Batch
+from model.data.batch import Batch
 
 log = logging.getLogger(__name__)
 

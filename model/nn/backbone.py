@@ -19,9 +19,9 @@ import torch
 from torch import Tensor, nn
 
 from model.config import SUBSEGMENTS, ModelConfig
-from model.encoders import AudioEncoder, FrameEncoder, SpanEncoder
-from model.joint import JointInput, mask_keys, mask_words
-from model.layers import Transformer, init_weights
+from model.nn.encoders import AudioEncoder, FrameEncoder, SpanEncoder
+from model.nn.joint import JointInput, mask_keys, mask_words
+from model.nn.layers import Transformer, init_weights
 
 Part = tuple[Tensor, Tensor]  # tokens (B, S, T, D) and their key mask (B, S, T)
 

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from model.config import ModelConfig
-from model.layers import Transformer, learned
+from model.nn.layers import Transformer, learned
 
 
 class FrameEncoder(nn.Module):

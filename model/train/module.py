@@ -16,7 +16,7 @@ the contrastive scales `scale/<objective>/<term>` (exp of the clipped log-scale)
 validation the same losses under `val/` (masks drawn from a fixed seed per batch, so
 evaluations compare; negatives from the rank's own batch, as ranks validate different
 numbers of batches) and zero-shot retrieval over the whole validation set, gathered from
-every rank at the end (model/evaluation.py): `val/t2v_r1`, `_r5`, `_r10`, `_medr` for t2v,
+every rank at the end (model/eval/evaluation.py): `val/t2v_r1`, `_r5`, `_r10`, `_medr` for t2v,
 v2t, a2v, v2a, and `val/n` windows.
 
 Masks are drawn from a generator seeded by (seed, step, rank): a resumed run draws the
@@ -34,10 +34,10 @@ import lightning as L
 import torch
 from torch import Tensor
 
-from model.batch import Batch
 from model.config import ModelConfig, ObjectiveConfig
+from model.data.batch import Batch
 from model.distributed import local_only
-from model.evaluation import (
+from model.eval.evaluation import (
     Embeddings,
     cat,
     embed_batch,
@@ -45,9 +45,8 @@ from model.evaluation import (
     retrieval_metrics,
     retrieval_report,
 )
-from model.loader import derive_seed
-from model.losses.span import ContrastiveSpanLoss
-from model.reserve import Reserve
+from model.objectives.reserve import Reserve
+from model.seeding import derive_seed
 
 log = logging.getLogger(__name__)
 
@@ -160,15 +159,9 @@ class ReserveModule(L.LightningModule):
         }
 
 
-def contrastive_scales(model: torch.nn.Module) -> dict[str, Tensor]:
-    """`scale/<objective>/<term>` -> exp(clipped log-scale) of every contrastive span loss."""
-    out = {}
-    for name, module in model.named_modules():
-        if isinstance(module, ContrastiveSpanLoss):
-            owner = name.removeprefix("objectives.").removesuffix(".loss")
-            for term in module.log_scales:
-                out[f"scale/{owner}/{term}"] = module.scale(term).detach().exp()
-    return out
+def contrastive_scales(model: Reserve) -> dict[str, Tensor]:
+    """`scale/<objective>/<term>` -> exp(clipped log-scale) of every learned contrastive scale."""
+    return {f"scale/{name}": value for name, value in model.scales().items()}
 
 
 def lr_factor(step: int, warmup: int, total: int | None, min_ratio: float = 0.0) -> float:

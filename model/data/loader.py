@@ -30,7 +30,6 @@ to those samples.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import logging
 import math
@@ -45,8 +44,10 @@ import webdataset as wds
 from torch.utils.data import IterableDataset, get_worker_info
 from webdataset.tariterators import group_by_keys, tar_file_expander
 
-from model.collate import DecodeConfig, Example, LoaderBatch, StreamPosition, collate, to_example
-from model.tokenizer import Tokenizer
+from model.data.collate import DecodeConfig, Example, collate, to_example
+from model.data.stream import LoaderBatch, StreamPosition
+from model.data.tokenizer import Tokenizer
+from model.seeding import derive_seed
 from shards import schema
 from shards.manifest import open_output
 
@@ -77,12 +78,6 @@ class Reader:
     world_size: int
     worker: int
     num_workers: int  # >= 1 (a loader without worker processes is one reader)
-
-
-def derive_seed(*parts: object) -> int:
-    """A 64-bit seed from any parts, identical in every process (unlike ``hash``)."""
-    digest = hashlib.sha256(repr(parts).encode()).digest()
-    return int.from_bytes(digest[:8], "little")
 
 
 def current_reader(rank: int, world_size: int) -> Reader:

@@ -3,7 +3,7 @@
 Wiring (LightningCLI)::
 
     data:
-      class_path: model.data.ShardDataModule
+      class_path: model.data.datamodule.ShardDataModule
       init_args: {train_shards: "out/train/", val_shards: "out/val/", batch_size: 32,
                   steps_per_epoch: 2000, num_workers: 8, tokenizer: bytes}
 
@@ -11,10 +11,10 @@ Link ``frame_size``, ``max_segments``, ``max_text_len``, ``audio_frames`` and ``
 with the model's ModelConfig, and ``data.vocab_size`` (known once the data module exists,
 ``apply_on="instantiate"``) to ``vocab_size``.
 
-The loaders yield :class:`model.collate.LoaderBatch` (``.batch`` the model's Batch,
+The loaders yield :class:`model.data.stream.LoaderBatch` (``.batch`` the model's Batch,
 ``.keys`` the sample keys, ``.skipped`` bad samples dropped since that worker's previous
 batch, ``.position`` the batch's place in the epoch). Under Lightning the LightningModule
-receives the plain :class:`model.batch.Batch`: this module's ``on_before_batch_transfer``
+receives the plain :class:`model.data.batch.Batch`: this module's ``on_before_batch_transfer``
 unwraps it after recording the position, adding ``skipped`` to ``skipped_total`` and
 keeping ``last_keys``; log ``self.trainer.datamodule.skipped_total`` from the module.
 
@@ -46,9 +46,10 @@ import lightning as L
 import torch.distributed as dist
 from torch.utils.data import DataLoader
 
-from model.collate import DecodeConfig, LoaderBatch, StreamPosition
-from model.loader import ShardStream, StreamConfig, check_enough_shards
-from model.tokenizer import build_tokenizer
+from model.data.collate import DecodeConfig
+from model.data.loader import ShardStream, StreamConfig, check_enough_shards
+from model.data.stream import LoaderBatch, StreamPosition
+from model.data.tokenizer import build_tokenizer
 from shards.reader import expand
 
 log = logging.getLogger(__name__)

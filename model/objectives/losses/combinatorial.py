@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from model.distributed import gather_features
-from model.losses.common import masked_row_col
+from model.objectives.losses.common import masked_row_col
 
 
 def norm_softmax(a: Tensor, b: Tensor, valid: Tensor, temperature: float) -> Tensor:

@@ -1,8 +1,9 @@
 """Masks for the span objective and for masked visual modelling, as pure functions.
 
 Everything here is a pure function of its inputs and a `torch.Generator`: the same
-inputs and seed give the same masks, inputs are never modified, and the loader may call
-`span_masks` itself and put the result in `Batch.masks` (the model draws them otherwise).
+inputs and seed give the same masks, inputs are never modified, and a caller may draw
+`span_masks` ahead and put the result in `Batch.masks` (the model draws them otherwise;
+`SpanMasks`, the record, lives with the batch in model/data/batch.py).
 
 Span masks (MERLOT Reserve, DESIGN.md section 3). Per sample, `mask_rate` (25%) of the
 real sub-segments are MASKed, split between two views of the joint encoder:
@@ -22,37 +23,11 @@ output pooled over a masked frame's positions is contrasted with that frame's en
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import Tensor
 
 from model.config import SUBSEGMENTS
-
-
-@dataclass
-class SpanMasks:
-    """Which snippets are MASKed for the contrastive span objective."""
-
-    text_view: Tensor  # (B, S, 3) bool: words replaced by MASK in the text view
-    audio_view: Tensor  # (B, S, 3) bool: audio replaced by MASK in the audio view
-    frames: Tensor  # (B, S) bool: frame tokens replaced by MASK in the text view
-
-    def to(self, device: torch.device | str, non_blocking: bool = False) -> SpanMasks:
-        return SpanMasks(
-            self.text_view.to(device, non_blocking=non_blocking),
-            self.audio_view.to(device, non_blocking=non_blocking),
-            self.frames.to(device, non_blocking=non_blocking),
-        )
-
-    def check(self, batch_size: int, num_segments: int) -> None:
-        B, S = batch_size, num_segments
-        assert self.text_view.shape == (B, S, SUBSEGMENTS), f"text_view {self.text_view.shape}"
-        assert self.audio_view.shape == (B, S, SUBSEGMENTS), f"audio_view {self.audio_view.shape}"
-        assert self.frames.shape == (B, S), f"frames mask {self.frames.shape}"
-        assert not bool((self.text_view & self.audio_view).any()), (
-            "views must mask disjoint sub-segments"
-        )
+from model.data.batch import SpanMasks
 
 
 def _rand(

@@ -6,10 +6,10 @@ their inputs. Rows are marked valid or not by bool masks (no dynamic shapes), so
 absent modality gives a zero term with finite gradients.
 """
 
-from model.losses.combinatorial import CombinatorialLoss, norm_softmax
-from model.losses.milnce import MilNceLoss
-from model.losses.mvm import MaskedPatchLoss
-from model.losses.span import ContrastiveSpanLoss, l2norm, span_nce
+from model.objectives.losses.combinatorial import CombinatorialLoss, norm_softmax
+from model.objectives.losses.milnce import MilNceLoss
+from model.objectives.losses.mvm import MaskedPatchLoss
+from model.objectives.losses.span import ContrastiveSpanLoss, l2norm, span_nce
 
 __all__ = [
     "CombinatorialLoss",

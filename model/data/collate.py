@@ -2,7 +2,7 @@
 
 The format on disk is read through ``shards.schema`` only (decode, dequantize); this
 module turns a decoded :class:`shards.schema.Sample` into the per-window arrays of the
-batch contract (model/batch.py):
+batch contract (model/data/batch.py):
 
     frames        (S, 3, H, W)  uint8   JPEG -> RGB, centre-cropped to the aspect of (H, W), resized
     audio         (S, 3, T, M)  float32 dequantized log-mel, 3 sub-segments of T frames, time-major
@@ -19,16 +19,16 @@ from __future__ import annotations
 
 import io
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from model.batch import Batch
 from model.config import SUBSEGMENTS
-from model.tokenizer import Tokenizer
+from model.data.batch import Batch
+from model.data.tokenizer import Tokenizer
 from shards import schema
 
 
@@ -185,34 +185,6 @@ def to_example(sample: schema.Sample, cfg: DecodeConfig, tokenizer: Tokenizer) -
         segment_mask=np.arange(S) < n,
         audio_present=mel is not None,
     )
-
-
-@dataclass
-class StreamPosition:
-    """Where a training batch sits in its epoch (identical on every rank)."""
-
-    epoch: int
-    index: int  # 0-based batch index within the epoch, on this rank
-
-
-@dataclass
-class LoaderBatch:
-    """What the loaders yield: the model's Batch plus bookkeeping the trainer may log.
-
-    ``skipped``: bad samples (or shard read errors) this batch's worker dropped since its
-    previous batch; sum it over batches (``self.log("data/skipped", float(b.skipped),
-    reduce_fx="sum")``) for a total. A batch holds fewer than batch_size windows when
-    some of its samples were dropped. ``position`` is None for validation batches.
-    """
-
-    batch: Batch
-    keys: list[str]  # sample keys, in batch order
-    skipped: int = 0
-    position: StreamPosition | None = None
-
-    def to(self, device: torch.device | str, non_blocking: bool = False) -> LoaderBatch:
-        """Lightning moves anything with ``.to``: only the tensors travel."""
-        return replace(self, batch=self.batch.to(device, non_blocking=non_blocking))
 
 
 def collate(examples: list[Example]) -> Batch:

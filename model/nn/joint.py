@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from model.config import SUBSEGMENTS, ModelConfig
-from model.layers import learned
+from model.nn.layers import learned
 
 FRAME, TEXT, AUDIO = 0, 1, 2
 

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from model.distributed import gather_features
-from model.losses.common import NEG
+from model.objectives.losses.common import NEG
 
 
 class MilNceLoss(nn.Module):

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from model.distributed import gather_features
-from model.losses.common import masked_row_col
+from model.objectives.losses.common import masked_row_col
 
 
 def l2norm(x: Tensor, eps: float = 1e-5) -> Tensor:
@@ -54,6 +54,10 @@ class ContrastiveSpanLoss(nn.Module):
     def scale(self, term: str) -> Tensor:
         """The term's log-scale, clipped at max_log_scale (no gradient above it)."""
         return self.log_scales[term].clamp(max=self.max_log_scale)
+
+    def scales(self) -> dict[str, Tensor]:
+        """Term -> exp of its clipped log-scale, detached (for logging)."""
+        return {t: self.scale(t).detach().exp() for t in self.log_scales}
 
     def forward(self, pairs: dict[str, tuple[Tensor, Tensor, Tensor]]) -> dict[str, Tensor]:
         """pairs: term -> (queries (N, E), targets (N, E), valid (N,) bool). Returns term losses."""

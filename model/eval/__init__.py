@@ -1,0 +1,2 @@
+"""Evaluation: zero-shot retrieval between windows (`evaluation`) and its metrics
+(`retrieval`). Reads the objectives only through their public `embed` method."""
