@@ -5,8 +5,15 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 
-from model.config import SUBSEGMENTS, ModelConfig, ObjectiveConfig
+from model.config import (
+    SUBSEGMENTS,
+    MilNceLossConfig,
+    ModelConfig,
+    MvmLossConfig,
+    ObjectiveConfig,
+)
 from model.data.batch import Batch, random_batch
 from model.data.stream import LoaderBatch
 from model.eval.evaluation import (
@@ -147,6 +154,45 @@ def test_span_embeddings_come_from_the_heads_the_span_loss_trains():
     assert changed[("frame", "query")] == {"text"}
     assert changed[("frame", "target")] == {"video_t"}
     assert changed[("audio", "query")] == {"video_a"}
+
+
+class Sealed(nn.Module):
+    """An objective seen only through its public ``embed``: its heads, MASK embeddings and
+    loss sit under a name that nothing outside it knows (as after renaming them)."""
+
+    def __init__(self, objective: nn.Module) -> None:
+        super().__init__()
+        self.renamed_inner_objective = objective
+        self.calls = 0
+
+    def embed(self, *args, **kwargs):
+        self.calls += 1
+        return self.renamed_inner_objective.embed(*args, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "objectives",
+    [
+        ObjectiveConfig.only("span"),
+        ObjectiveConfig.only("combinatorial"),
+        ObjectiveConfig.only("milnce"),
+        ObjectiveConfig(milnce=MilNceLossConfig(1.0), mvm=MvmLossConfig(1.0)),  # span: default 1
+    ],
+    ids=["span", "combinatorial", "milnce", "milnce+mvm+span"],
+)
+def test_evaluation_reads_objectives_only_through_their_embed(objectives):
+    """Renaming an objective's heads cannot break validation: evaluation gets the same
+    embeddings when every objective shows nothing but ``embed``."""
+    model = Reserve(TINY, objectives).eval()
+    batch = sparse_batch()
+    before = embed_batch(model, batch)
+    sealed = {name: Sealed(objective) for name, objective in model.objectives.items()}
+    for name, wrapper in sealed.items():
+        model.objectives[name] = wrapper
+    after = embed_batch(model, batch)
+    assert all(torch.equal(a, b) for a, b in zip(before.tensors(), after.tensors(), strict=True))
+    assert before.text_present.any(), "the comparison covers real embeddings"
+    assert sum(w.calls for w in sealed.values()) >= 1
 
 
 # ----------------------------------------------------------------------------- learning

@@ -77,3 +77,16 @@ def test_contrastive_scales_name_each_span_term():
     assert all(abs(float(v) - 2.71828) < 1e-4 for v in scales.values()), "exp(init 1.0)"
     only_mil = ReserveModule(size="tiny", objectives=ObjectiveConfig.only("milnce"))
     assert contrastive_scales(only_mil.model) == {}
+
+
+def test_contrastive_scales_come_from_each_objectives_public_scales():
+    """The scales are read through `scales()`, whatever the objective calls its loss."""
+
+    class Renamed(torch.nn.Module):
+        def scales(self):
+            return {"frame": torch.tensor(3.0)}
+
+    module = ReserveModule(size="tiny", config={"max_segments": 4})
+    module.model.objectives["span"] = Renamed()
+    scales = contrastive_scales(module.model)
+    assert list(scales) == ["scale/span/frame"] and float(scales["scale/span/frame"]) == 3.0
