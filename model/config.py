@@ -6,17 +6,33 @@ plain typed dataclasses so LightningCLI / jsonargparse can fill them from YAML.
 
 Presets: `tiny` (a CPU trains it in minutes), `base` and `large` (MERLOT Reserve's
 widths and depths, DESIGN.md section 3).
+
+A value that cannot work raises ValueError naming its key as the CLI spells it
+(`model.config.frame_size: ...`, `model.objectives.mvm.distance: ...`); the checks are
+not asserts, so `python -O` keeps them.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 
 PAD_ID = 0  # text padding token id; never attended to
 MASK_ID = 1  # text MASK token id; replaces a masked sub-segment's words in the joint input
 
 SUBSEGMENTS = 3  # audio sub-segments per segment (DESIGN.md section 2)
+
+
+def require(ok: bool, key: str, problem: str) -> None:
+    """Raise ValueError("<key>: <problem>") unless ok: a bad value in the user's config."""
+    if not ok:
+        raise ValueError(f"{key}: {problem}")
+
+
+# ModelConfig fields that count something: at least 1.
+POSITIVE = ("width", "heads", "patch_size", "frame_pool", "audio_frames", "audio_patch")
+POSITIVE += ("audio_pool", "n_mels", "max_text_len", "max_segments", "segment_groups")
+POSITIVE += ("embed_dim",)
 
 
 @dataclass
@@ -56,24 +72,44 @@ class ModelConfig:
         self.frame_size = tuple(self.frame_size)
         self.frame_mean = tuple(self.frame_mean)
         self.frame_std = tuple(self.frame_std)
-        assert self.width % self.heads == 0, (
-            f"width {self.width} not divisible by heads {self.heads}"
+        key = "model.config."
+        for name in POSITIVE:
+            value = getattr(self, name)
+            require(value >= 1, key + name, f"must be >= 1, got {value}")
+        require(
+            self.width % self.heads == 0,
+            key + "width",
+            f"{self.width} is not divisible by heads ({self.heads})",
+        )
+        require(
+            len(self.frame_size) == 2, key + "frame_size", f"must be [H, W], got {self.frame_size}"
         )
         h, w = self.frame_size
         cell = self.patch_size * self.frame_pool
-        assert h % cell == 0 and w % cell == 0, (
-            f"frame_size {self.frame_size} must be a multiple of patch_size * frame_pool = {cell}"
+        require(
+            h > 0 and w > 0 and h % cell == 0 and w % cell == 0,
+            key + "frame_size",
+            f"{list(self.frame_size)} must be a multiple of patch_size * frame_pool = {cell}",
         )
-        assert self.audio_frames % (self.audio_patch * self.audio_pool) == 0, (
-            f"audio_frames {self.audio_frames} must be a multiple of "
-            f"audio_patch * audio_pool = {self.audio_patch * self.audio_pool}"
+        require(
+            self.audio_frames % (self.audio_patch * self.audio_pool) == 0,
+            key + "audio_frames",
+            f"{self.audio_frames} must be a multiple of "
+            f"audio_patch * audio_pool = {self.audio_patch * self.audio_pool}",
         )
-        assert self.max_segments % self.segment_groups == 0, (
-            "segment_groups must divide max_segments"
+        require(
+            self.max_segments % self.segment_groups == 0,
+            key + "segment_groups",
+            f"{self.segment_groups} does not divide max_segments ({self.max_segments})",
         )
-        assert self.pad_id != self.mask_id, "pad_id and mask_id must differ"
-        for token in (self.pad_id, self.mask_id):
-            assert 0 <= token < self.vocab_size, f"special token {token} outside the vocabulary"
+        require(self.pad_id != self.mask_id, key + "mask_id", "must differ from pad_id")
+        for name in ("pad_id", "mask_id"):
+            token = getattr(self, name)
+            require(
+                0 <= token < self.vocab_size,
+                key + name,
+                f"{token} lies outside the vocabulary (vocab_size {self.vocab_size})",
+            )
 
     @property
     def patch_grid(self) -> tuple[int, int]:
@@ -94,7 +130,12 @@ class ModelConfig:
     @classmethod
     def from_name(cls, name: str, **overrides: object) -> ModelConfig:
         """A preset (`tiny`, `base`, `large`) with fields overridden by keyword."""
-        assert name in PRESETS, f"unknown model size {name!r}; choose from {sorted(PRESETS)}"
+        require(
+            name in PRESETS, "model.size", f"unknown size {name!r}; choose from {sorted(PRESETS)}"
+        )
+        names = {f.name for f in fields(cls)}
+        for key in overrides:
+            require(key in names, f"model.config.{key}", "not a ModelConfig field")
         return replace(PRESETS[name], **overrides)
 
 
@@ -145,6 +186,11 @@ class SpanLossConfig:
     init_log_scale: float = 1.0
     max_log_scale: float = math.log(100.0)
 
+    def __post_init__(self) -> None:
+        for name in ("mask_rate", "frame_mask_rate"):
+            rate = getattr(self, name)
+            require(0.0 <= rate <= 1.0, f"model.objectives.span.{name}", f"{rate} is not in [0, 1]")
+
 
 EAO_PAIRS = ("t-v", "t-a", "v-a", "t-va", "v-ta", "a-tv")
 
@@ -162,8 +208,12 @@ class CombinatorialLossConfig:
     pair_weights: dict[str, float] = field(default_factory=_eao_weights)
 
     def __post_init__(self) -> None:
-        unknown = set(self.pair_weights) - set(EAO_PAIRS)
-        assert not unknown, f"unknown pairs {sorted(unknown)}; choose from {EAO_PAIRS}"
+        key = "model.objectives.combinatorial."
+        unknown = sorted(set(self.pair_weights) - set(EAO_PAIRS))
+        require(
+            not unknown, key + "pair_weights", f"unknown pairs {unknown}; choose from {EAO_PAIRS}"
+        )
+        require(self.temperature > 0, key + "temperature", f"must be > 0, got {self.temperature}")
 
 
 @dataclass
@@ -174,7 +224,11 @@ class MilNceLossConfig:
     num_candidates: int = 3  # K
 
     def __post_init__(self) -> None:
-        assert self.num_candidates >= 1, "MIL-NCE needs at least one candidate caption"
+        require(
+            self.num_candidates >= 1,
+            "model.objectives.milnce.num_candidates",
+            f"must be >= 1 (at least one candidate caption), got {self.num_candidates}",
+        )
 
 
 @dataclass
@@ -191,11 +245,22 @@ class MvmLossConfig:
 
     def __post_init__(self) -> None:
         self.targets = tuple(self.targets)
-        assert self.targets and set(self.targets) <= {"pixel", "hog"}, (
-            f"MVM targets must be 'pixel' and/or 'hog', got {self.targets}"
+        key = "model.objectives.mvm."
+        require(
+            bool(self.targets) and set(self.targets) <= {"pixel", "hog"},
+            key + "targets",
+            f"must be 'pixel' and/or 'hog', got {list(self.targets)}",
         )
-        assert self.distance in ("l1", "l2"), f"MVM distance must be l1 or l2, got {self.distance}"
-        assert 0.0 < self.mask_ratio < 1.0, "MVM mask_ratio must lie in (0, 1)"
+        require(
+            self.distance in ("l1", "l2"),
+            key + "distance",
+            f"must be l1 or l2, got {self.distance!r}",
+        )
+        require(
+            0.0 < self.mask_ratio < 1.0, key + "mask_ratio", f"{self.mask_ratio} is not in (0, 1)"
+        )
+        require(self.hog_bins >= 1, key + "hog_bins", f"must be >= 1, got {self.hog_bins}")
+        require(self.hog_cell >= 1, key + "hog_cell", f"must be >= 1, got {self.hog_cell}")
 
 
 @dataclass
@@ -208,8 +273,10 @@ class ObjectiveConfig:
     mvm: MvmLossConfig = field(default_factory=MvmLossConfig)
 
     def __post_init__(self) -> None:
-        assert any(w > 0 for w in self.weights().values()), (
-            "at least one objective needs weight > 0"
+        require(
+            any(w > 0 for w in self.weights().values()),
+            "model.objectives",
+            "at least one objective needs weight > 0",
         )
 
     def weights(self) -> dict[str, float]:
@@ -227,7 +294,11 @@ class ObjectiveConfig:
     def only(cls, name: str) -> ObjectiveConfig:
         """Exactly one objective on, with weight 1 and defaults otherwise."""
         cfg = cls()
+        require(
+            name in cfg.weights(),
+            "objective",
+            f"unknown {name!r}; choose from {list(cfg.weights())}",
+        )
         for other in cfg.weights():
             getattr(cfg, other).weight = 1.0 if other == name else 0.0
-        assert name in cfg.weights(), f"unknown objective {name!r}"
         return cfg

@@ -124,7 +124,8 @@ class BpeTokenizer:
 
     def __init__(self, vocab: dict[str, int], merges: list[tuple[str, str]]) -> None:
         missing = [c for c in byte_to_unicode().values() if c not in vocab]
-        assert not missing, f"BPE vocab lacks {len(missing)} of the 256 byte symbols"
+        if missing:
+            raise ValueError(f"model.vocab lacks {len(missing)} of the 256 byte symbols")
         self.vocab = vocab
         self.inverse = {i: s for s, i in vocab.items()}
         self.ranks = {pair: r for r, pair in enumerate(merges)}
@@ -139,7 +140,10 @@ class BpeTokenizer:
         if model.get("type") != "BPE":
             raise ValueError(f"{path}: model.type is {model.get('type')!r}, only 'BPE' loads")
         merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
-        return cls(dict(model["vocab"]), merges)  # type: ignore[arg-type]
+        try:
+            return cls(dict(model["vocab"]), merges)  # type: ignore[arg-type]
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from None
 
     def _bpe(self, piece: str) -> list[int]:
         """One pre-token -> ids (cached: transcripts repeat words a lot)."""
@@ -179,7 +183,8 @@ def train_bpe(texts: list[str], vocab_size: int, path: str | Path | None = None)
     occurs twice. Writes an HF-layout ``tokenizer.json`` to ``path`` when given.
     """
     n_merges = vocab_size - FIRST_ID - 256
-    assert n_merges >= 0, f"vocab_size {vocab_size} < {FIRST_ID + 256} (specials + bytes)"
+    if n_merges < 0:
+        raise ValueError(f"vocab_size: {vocab_size} < {FIRST_ID + 256} (specials + bytes)")
     counts = Counter(piece for text in texts for piece in pre_tokenize(text))
     words = [_symbols(w) for w in counts]
     freqs = list(counts.values())

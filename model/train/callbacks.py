@@ -41,7 +41,8 @@ class TrainSpeed(Callback):
     """
 
     def __init__(self, window: int = 20) -> None:
-        assert window >= 1, f"window must be >= 1, got {window}"
+        if window < 1:
+            raise ValueError(f"TrainSpeed window: must be >= 1, got {window}")
         self.steps: deque[tuple[float, float, int]] = deque(maxlen=window)  # (step s, wait s, n)
         self._last_end = time.perf_counter()
         self._wait = 0.0

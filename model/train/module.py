@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import replace
 from typing import Any
 
 import lightning as L
@@ -75,7 +74,7 @@ class ReserveModule(L.LightningModule):
         overrides = dict(config or {})
         if vocab_size is not None:
             overrides["vocab_size"] = vocab_size
-        model_config = replace(ModelConfig.from_name(size), **overrides)
+        model_config = ModelConfig.from_name(size, **overrides)
         self.model = Reserve(model_config, objectives or ObjectiveConfig())
         self._val_embeddings: list[Embeddings] = []
         log.info("Reserve %s: %.1fM parameters", size, self.model.num_params() / 1e6)

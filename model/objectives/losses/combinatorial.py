@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from model.config import require
 from model.distributed import gather_features
 from model.objectives.losses.common import masked_row_col
 
@@ -37,9 +38,10 @@ def split_pair(pair: str) -> tuple[str, str]:
 class CombinatorialLoss(nn.Module):
     def __init__(self, pair_weights: dict[str, float], temperature: float = 0.05) -> None:
         super().__init__()
-        assert temperature > 0, "temperature must be positive"
+        key = "model.objectives.combinatorial."
+        require(temperature > 0, key + "temperature", f"must be > 0, got {temperature}")
         self.pair_weights = {p: w for p, w in pair_weights.items() if w > 0}
-        assert self.pair_weights, "the combinatorial loss needs a pair with weight > 0"
+        require(bool(self.pair_weights), key + "pair_weights", "needs a pair with weight > 0")
         self.temperature = temperature
 
     def groups(self) -> list[str]:

@@ -5,11 +5,17 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from model.config import require
+
 
 class MaskedPatchLoss(nn.Module):
     def __init__(self, distance: str = "l2") -> None:
         super().__init__()
-        assert distance in ("l1", "l2"), f"distance must be l1 or l2, got {distance}"
+        require(
+            distance in ("l1", "l2"),
+            "model.objectives.mvm.distance",
+            f"must be l1 or l2, got {distance!r}",
+        )
         self.distance = distance
 
     def forward(self, pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:

@@ -1,0 +1,83 @@
+"""The model's configuration refuses values that cannot work with a ValueError naming the
+key as the CLI spells it, also under `python -O` (which strips asserts)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from model.config import (
+    CombinatorialLossConfig,
+    MilNceLossConfig,
+    ModelConfig,
+    MvmLossConfig,
+    ObjectiveConfig,
+    SpanLossConfig,
+)
+from model.objectives.losses import CombinatorialLoss, MaskedPatchLoss
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize(
+    ("build", "key"),
+    [
+        (lambda: ModelConfig(width=100, heads=12), "model.config.width"),
+        (lambda: ModelConfig(heads=0), "model.config.heads"),
+        (lambda: ModelConfig(frame_size=(64, 90)), "model.config.frame_size"),
+        (lambda: ModelConfig(audio_frames=61), "model.config.audio_frames"),
+        (lambda: ModelConfig(segment_groups=3), "model.config.segment_groups"),
+        (lambda: ModelConfig(mask_id=0), "model.config.mask_id"),
+        (lambda: ModelConfig(vocab_size=1), "model.config.mask_id"),
+        (lambda: ModelConfig.from_name("huge"), "model.size"),
+        (lambda: ModelConfig.from_name("tiny", frame_sise=(64, 96)), "model.config.frame_sise"),
+        (lambda: SpanLossConfig(mask_rate=1.5), "model.objectives.span.mask_rate"),
+        (lambda: SpanLossConfig(frame_mask_rate=-0.1), "model.objectives.span.frame_mask_rate"),
+        (
+            lambda: CombinatorialLossConfig(pair_weights={"t-x": 1.0}),
+            "model.objectives.combinatorial.pair_weights",
+        ),
+        (
+            lambda: CombinatorialLossConfig(temperature=0.0),
+            "model.objectives.combinatorial.temperature",
+        ),
+        (lambda: MilNceLossConfig(num_candidates=0), "model.objectives.milnce.num_candidates"),
+        (lambda: MvmLossConfig(targets=("depth",)), "model.objectives.mvm.targets"),
+        (lambda: MvmLossConfig(distance="l3"), "model.objectives.mvm.distance"),
+        (lambda: MvmLossConfig(mask_ratio=1.0), "model.objectives.mvm.mask_ratio"),
+        (
+            lambda: ObjectiveConfig(span=SpanLossConfig(weight=0.0)),
+            "model.objectives",
+        ),
+        (lambda: ObjectiveConfig.only("contrastive"), "objective"),
+        (
+            lambda: CombinatorialLoss({"t-v": 0.0}),
+            "model.objectives.combinatorial.pair_weights",
+        ),
+        (lambda: MaskedPatchLoss("cosine"), "model.objectives.mvm.distance"),
+    ],
+)
+def test_a_bad_value_raises_value_error_naming_its_key(build, key):
+    with pytest.raises(ValueError, match=f"^{re.escape(key)}: ") as info:
+        build()
+    assert "\n" not in str(info.value), "one line"
+
+
+def test_good_values_and_the_presets_pass():
+    for size in ("tiny", "base", "large"):
+        assert ModelConfig.from_name(size, max_segments=4).max_segments == 4
+    assert SpanLossConfig(mask_rate=0.0, frame_mask_rate=1.0).mask_rate == 0.0
+    assert ObjectiveConfig.only("mvm").enabled() == ["mvm"]
+
+
+def test_the_checks_survive_python_dash_o():
+    code = "from model.config import ModelConfig; ModelConfig(frame_size=(64, 90))"
+    run = subprocess.run(
+        [sys.executable, "-O", "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode != 0
+    assert "ValueError: model.config.frame_size: [64, 90] must be a multiple" in run.stderr
