@@ -32,8 +32,8 @@ from model.objectives import (
     SpanObjective,
 )
 
-# Which objective's space represents the model in each space (`embed`), first enabled wins:
-# the combinatorial heads, then MIL-NCE's, then the span terms' (module docstring of
+# Which objective supplies a space in `embed`: the first enabled one that aligns it, in this
+# order (the combinatorial heads, then MIL-NCE's, then the span terms'; see
 # model/eval/evaluation.py). Objectives not named here come after, in config order.
 EMBEDDING_PREFERENCE = ("combinatorial", "milnce", "span")
 
