@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from shards.__main__ import main
-from shards.locate import locate
-from shards.show import ShowError, find_sample, render, synthesize
+from shards.cli.locate import locate
+from shards.cli.main import main
+from shards.cli.show import ShowError, find_sample, render, synthesize
 from tests.real_shards import RealOutput, real_output
 
 
