@@ -30,7 +30,7 @@ system-deps:
 $(STAMP): pyproject.toml
 	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q $(FIND_LINKS) -e '.[train,dev]'
+	$(PY) -m pip install -q $(FIND_LINKS) -e '.[train,dev,tools]'
 	@touch $(STAMP)
 
 demo: setup

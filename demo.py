@@ -144,8 +144,8 @@ def build_shards(
 
 
 def run(args: argparse.Namespace) -> int:
-    from shards import __main__ as shards_cli
-    from shards import reader
+    from shards import layout, reader
+    from shards.cli import main as shards_cli
 
     out: Path = args.out
     st = Stages()
@@ -157,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
 
     with step("align", "one aligned window, as the shards hold it"):
-        first = next(reader.iter_samples(reader.expand(str(shards_dir / "train"))[0]))
+        first = next(reader.iter_samples(layout.expand(str(shards_dir / "train"))[0]))
         print(format_window(first))
 
     with step("inspect", "python -m shards inspect / verify"):

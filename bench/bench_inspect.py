@@ -38,10 +38,10 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from shards.inspection import inspect_shards
-from shards.locate import locate
+from shards.cli.inspection import inspect_shards
+from shards.cli.locate import locate
+from shards.cli.verify import default_workers, verify_shards
 from shards.manifest import ManifestRow, consolidate
-from shards.verify import default_workers, verify_shards
 from shards.writer import ShardLimits, ShardWriter
 from tests.samples import make_sample
 

@@ -34,8 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 
 from model.data.datamodule import ShardDataModule
 from shards import schema
+from shards.layout import expand
 from shards.manifest import ManifestRow
-from shards.reader import expand
 from shards.writer import ShardLimits, ShardWriter
 from tests.samples import PARAMS
 

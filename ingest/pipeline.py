@@ -28,9 +28,9 @@ from ingest.download import Downloader, DownloadError
 from ingest.inputs import InputLine, read_inputs
 from ingest.profiles import IngestConfig
 from ingest.refs import VideoRef, make_ref
-from shards import manifest, schema
+from shards import layout, manifest, schema
 from shards.manifest import ManifestRow
-from shards.writer import ShardLimits, ShardWriter
+from shards.writer import ShardWriter
 
 log = logging.getLogger(__name__)
 NAMESPACE = "montage"
@@ -180,11 +180,6 @@ class AssignGroups(beam.PTransform):
 # --- stage 3: download, the per-video core, shards ---------------------------------------
 
 
-def shard_prefix(video_ids: list[str]) -> str:
-    """Named by the group's inputs: a retried group rewrites the same names."""
-    return "shard-" + hashlib.sha1("\n".join(sorted(video_ids)).encode()).hexdigest()[:16]
-
-
 class _ProcessGroupFn(beam.DoFn):
     """Downloads and processes a group's videos one at a time, streaming them into shards.
 
@@ -195,7 +190,7 @@ class _ProcessGroupFn(beam.DoFn):
 
     def __init__(self, cfg: IngestConfig, output: str, run: str) -> None:
         self.cfg, self.output, self.run = cfg, output, run
-        self.limits = ShardLimits(cfg.shards.max_bytes, cfg.shards.max_samples)
+        self.limits = cfg.shards.limits
         self.ok = Metrics.counter(NAMESPACE, "videos_ok")
         self.failed = Metrics.counter(NAMESPACE, "videos_failed")
         self.skipped = Metrics.counter(NAMESPACE, "videos_skipped")
@@ -213,8 +208,9 @@ class _ProcessGroupFn(beam.DoFn):
     def process(self, keyed):
         _, refs = keyed
         refs = sorted(refs, key=lambda r: r.video_id)
-        prefix = shard_prefix([r.video_id for r in refs])
-        remove_group(self.output, prefix)
+        prefix = layout.group_prefix(r.video_id for r in refs)
+        for shard in layout.remove_group(self.output, prefix):
+            log.warning("removed %s, left by an earlier attempt of the same group", shard)
         with ShardWriter(self.output, prefix, self.limits) as writer:
             for ref in refs:
                 got = self.process_one(ref)
@@ -274,16 +270,6 @@ class _ProcessGroupFn(beam.DoFn):
         return failure_row(ref, self.run, stage, reason, message, status)
 
 
-def remove_group(output: str, prefix: str) -> None:
-    """Delete shards (and their index files) an earlier attempt of this group left."""
-    fs, root = manifest.open_output(output)
-    for tar in fs.glob(manifest.join(root, f"{prefix}-*.tar")):
-        log.warning("removing %s left by an earlier attempt of the same group", tar)
-        fs.rm(tar)
-    for idx in fs.glob(manifest.join(root, manifest.INDEX_DIR, f"{prefix}-*.parquet")):
-        fs.rm(idx)
-
-
 class ProcessAndWrite(beam.PTransform):
     """(group, refs) -> ok rows of videos in complete shards; failure rows on ``failed``."""
 
@@ -297,14 +283,12 @@ class ProcessAndWrite(beam.PTransform):
 
 
 def _write_rows(rows: list[ManifestRow], output: str, run: str) -> list[ManifestRow]:
-    fs, root = manifest.open_output(output)
-    name = f"rows-{run}-{hashlib.sha1(''.join(r.video_id for r in rows).encode()).hexdigest()[:12]}.parquet"
-    manifest.write_rows_atomic(fs, root, f"{manifest.INDEX_DIR}/{name}", rows)
+    manifest.write_rows(output, run, rows)
     return rows
 
 
 class WriteRows(beam.PTransform):
-    """Rows of skipped and failed videos -> ``_index/rows-<run>-*.parquet``."""
+    """Rows of skipped and failed videos -> the output's index, a file per batch."""
 
     def __init__(self, output: str, run: str) -> None:
         super().__init__()

@@ -15,6 +15,7 @@ import yaml
 
 from ingest.config import ConfigError, CoreConfig, build_dataclass
 from ingest.download import DownloadConfig
+from shards.writer import ShardLimits
 
 DEFAULT_PATH = Path(__file__).resolve().parent.parent / "pipelines.yaml"
 RUNNERS = (
@@ -27,19 +28,28 @@ RUNNERS = (
 )
 
 
+_LIMITS = ShardLimits()  # shard limits, their defaults and their minimum are shards/'s
+
+
 @dataclass(frozen=True, slots=True)
 class ShardConfig:
-    max_bytes: int = 1 << 30  # roll over before a shard passes this size
-    max_samples: int = 2000  # ... or this many samples (windows)
+    max_bytes: int = _LIMITS.max_bytes  # roll over before a shard passes this size
+    max_samples: int = _LIMITS.max_samples  # ... or this many samples (windows)
     videos_per_group: int = 16  # videos one worker downloads and writes in sequence
     min_groups: int = 8  # at least this many groups (parallelism) when there are videos enough
 
     def __post_init__(self) -> None:
-        if (
-            min(self.max_samples, self.videos_per_group, self.min_groups) < 1
-            or self.max_bytes < 4096
-        ):
-            raise ConfigError(f"shards: limits too small: {self}")
+        if min(self.videos_per_group, self.min_groups) < 1:
+            raise ConfigError(f"videos_per_group and min_groups must be >= 1: {self}")
+        try:
+            self.limits  # noqa: B018 (ShardLimits checks max_bytes and max_samples)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+
+    @property
+    def limits(self) -> ShardLimits:
+        """The writer's limits; raises ValueError when they are out of range."""
+        return ShardLimits(self.max_bytes, self.max_samples)
 
 
 @dataclass(frozen=True, slots=True)

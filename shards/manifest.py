@@ -1,16 +1,10 @@
 """The manifest: one row per input video, what resume, retries and inspection read.
 
-Layout of an output folder (local or any fsspec URL such as ``gs://`` or ``s3://``)::
-
-    OUT/shard-<id>-<part>.tar         complete shards (renamed into place when whole)
-    OUT/manifest.parquet              consolidated view: one row per input video
-    OUT/_index/<shard>.parquet        rows of the videos inside that shard, written
-                                      *before* the shard is renamed into place
-    OUT/_index/rows-<run>-<n>.parquet rows of videos that were skipped or failed
-    OUT/_tmp/                         partial files; never read
-
-A video counts as done only when its row says ``ok`` and the shard it names
-exists, so a run killed at any point resumes without duplicates or gaps.
+Where its files lie is :mod:`shards.layout`'s business: ``manifest.parquet``
+(consolidated), and the index (rows beside each shard, written *before* the
+shard is renamed into place, and rows of videos in no shard). A video counts
+as done only when its row says ``ok`` and the shard it names exists, so a run
+killed at any point resumes without duplicates or gaps.
 """
 
 from __future__ import annotations
@@ -26,11 +20,10 @@ import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from shards import layout
+
 log = logging.getLogger(__name__)
 
-MANIFEST_NAME = "manifest.parquet"
-INDEX_DIR = "_index"
-TMP_DIR = "_tmp"
 STATUSES = ("ok", "skipped", "failed")
 
 
@@ -99,23 +92,12 @@ def from_table(table: pa.Table) -> list[ManifestRow]:
     return [ManifestRow(**r) for r in table.select(SCHEMA.names).to_pylist()]
 
 
-def join(base: str, *parts: str) -> str:
-    """Join URL-or-path parts with '/', whatever the filesystem."""
-    return posixpath.join(base.rstrip("/"), *parts) if base else posixpath.join(*parts)
-
-
-def temp_path(fs: fsspec.AbstractFileSystem, root: str, name: str) -> str:
-    """A fresh temporary path under ``root/_tmp`` (same filesystem, so rename works)."""
-    fs.makedirs(join(root, TMP_DIR), exist_ok=True)
-    return join(root, TMP_DIR, f"{name}.{uuid.uuid4().hex}")
-
-
 def write_rows_atomic(
     fs: fsspec.AbstractFileSystem, root: str, relpath: str, rows: Iterable[ManifestRow]
 ) -> None:
     """Write ``root/relpath`` as Parquet under a temporary name, then rename it into place."""
-    tmp = temp_path(fs, root, posixpath.basename(relpath))
-    final = join(root, relpath)
+    tmp = layout.temp_path(fs, root, posixpath.basename(relpath))
+    final = layout.join(root, relpath)
     fs.makedirs(posixpath.dirname(final), exist_ok=True)
     try:
         with fs.open(tmp, "wb") as f:
@@ -126,18 +108,18 @@ def write_rows_atomic(
             fs.rm(tmp)
 
 
+def write_rows(out: str, run: str, rows: list[ManifestRow]) -> None:
+    """Index the rows of videos that are in no shard (skipped, failed), atomically."""
+    fs, root = layout.open_output(out)
+    write_rows_atomic(fs, root, layout.rows_file(run, (r.video_id for r in rows)), rows)
+
+
 def read_rows(fs: fsspec.AbstractFileSystem, path: str) -> list[ManifestRow]:
     # Read the bytes first: pq.read_table on an fsspec file object can leave Arrow's
     # I/O threads behind and abort the process at exit (apache/arrow#33975).
     with fs.open(path, "rb") as f:
         data = f.read()
     return from_table(pq.read_table(pa.BufferReader(data)))
-
-
-def open_output(out: str) -> tuple[fsspec.AbstractFileSystem, str]:
-    """(filesystem, root path) for a local folder or an fsspec URL."""
-    fs, root = fsspec.core.url_to_fs(out)
-    return fs, root
 
 
 def load_state(out: str) -> dict[str, ManifestRow]:
@@ -147,11 +129,11 @@ def load_state(out: str) -> dict[str, ManifestRow]:
     only when all its shards exist. Index files of shards that never landed
     (the run died between the two renames) are ignored.
     """
-    fs, root = open_output(out)
+    fs, root = layout.open_output(out)
     state: dict[str, ManifestRow] = {}
     if not fs.exists(root):
         return state
-    existing = {posixpath.basename(p) for p in fs.glob(join(root, "*.tar"))}
+    existing = layout.shard_names(fs, root)
 
     def consider(row: ManifestRow) -> None:
         if row.status == "ok" and not all(s in existing for s in row.shards):
@@ -161,11 +143,11 @@ def load_state(out: str) -> dict[str, ManifestRow]:
             return  # a done video stays done
         state[row.video_id] = row
 
-    manifest = join(root, MANIFEST_NAME)
+    manifest = layout.manifest_path(root)
     if fs.exists(manifest):
         for row in read_rows(fs, manifest):
             consider(row)
-    for path in sorted(fs.glob(join(root, INDEX_DIR, "*.parquet"))):
+    for path in layout.index_paths(fs, root):
         for row in read_rows(fs, path):
             consider(row)
     return state
@@ -173,12 +155,10 @@ def load_state(out: str) -> dict[str, ManifestRow]:
 
 def consolidate(out: str, run: str) -> list[ManifestRow]:
     """Rewrite ``manifest.parquet`` from everything under ``out``; return its rows."""
-    fs, root = open_output(out)
+    fs, root = layout.open_output(out)
     state = load_state(out)
     rows = sorted(state.values(), key=lambda r: r.video_id)
-    write_rows_atomic(fs, root, MANIFEST_NAME, rows)
-    tmp = join(root, TMP_DIR)
-    if fs.exists(tmp) and not fs.ls(tmp):
-        fs.rm(tmp, recursive=True)
+    write_rows_atomic(fs, root, layout.MANIFEST_NAME, rows)
+    layout.remove_empty_tmp(fs, root)
     log.info("manifest: %d rows (run %s)", len(rows), run)
     return rows

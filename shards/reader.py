@@ -1,4 +1,17 @@
-"""Reading shards: resolve shard specs and stream samples out of tar files.
+"""The one tar reader: shards -> members -> samples, for the loader, the tools and the tests.
+
+A member is named ``<key>.<suffix>`` (:func:`split_name`, the only place that rule
+is written) and a sample is the run of consecutive members sharing a key. Two ways
+through a shard, one walk over its members (:func:`_walk`):
+
+- a stream (:func:`iter_entries`, :func:`iter_raw`, :func:`iter_samples`, and
+  :func:`stream_raw` over many shards): front to back, nothing seeked, so any
+  fsspec file reads the same, an http one included;
+- a scan (:class:`TarScan`): seeks past the members it does not want and checks
+  what follows the last one (what ``inspect`` and ``verify`` need).
+
+Damage is a :class:`ShardError` naming the shard. :func:`stream_raw`, the training
+loader's source, reports it to a handler and goes on with the next shard.
 
 Nothing here extracts members to disk: members are read into memory by name,
 so a member called ``../../etc/passwd`` is just an odd key.
@@ -7,123 +20,185 @@ so a member called ``../../etc/passwd`` is just an odd key.
 from __future__ import annotations
 
 import contextlib
-import logging
 import posixpath
 import shutil
 import tarfile
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import BinaryIO
 
-import braceexpand
-import fsspec
+from shards import layout, schema
 
-from shards import schema
-from shards.manifest import open_output
-
-log = logging.getLogger(__name__)
+Want = Callable[[str, str], bool]  # (key, suffix) -> read this member's data?
 
 
 class ShardError(ValueError):
     """A shard cannot be read as a tar (missing, truncated, not a tar)."""
 
 
-def expand(spec: str) -> list[str]:
-    """Shard URLs for a folder, a brace pattern, a glob, or one file (local or fsspec).
-
-    ``out/`` -> every ``*.tar`` directly in it, sorted; ``out/shard-{000..009}.tar``
-    -> those names; ``gs://bucket/x/*.tar`` -> the glob's matches.
-    """
-    urls: list[str] = []
-    for one in braceexpand.braceexpand(spec):
-        fs, path = fsspec.core.url_to_fs(one)
-        protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
-        prefix = "" if protocol in ("file", "local") else f"{protocol}://"
-        if any(c in path for c in "*?["):
-            found = sorted(fs.glob(path))
-        elif fs.isdir(path):
-            found = sorted(fs.glob(posixpath.join(path.rstrip("/"), "*.tar")))
-        else:
-            found = [path]
-        urls.extend(prefix + p if prefix and not p.startswith(prefix) else p for p in found)
-    return urls
-
-
-@dataclass(slots=True)
-class Member:
-    key: str
-    suffix: str
-    data: bytes
-
-
 def split_name(name: str) -> tuple[str, str]:
-    """webdataset's rule: the key is the basename up to its first dot."""
+    """(key, suffix) of a member name: the key is the basename up to its first dot."""
     dirname, base = posixpath.split(name)
     key, _, suffix = base.partition(".")
     return (posixpath.join(dirname, key) if dirname else key), suffix
 
 
-def iter_members(url: str) -> Iterator[Member]:
-    """Every regular-file member of a tar, in order; raises :class:`ShardError`."""
-    fs, path = open_output(url)
-    try:
-        f = fs.open(path, "rb")
-    except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
-        raise ShardError(f"{url}: cannot open: {exc}") from None
-    with f:
-        try:
-            with tarfile.open(fileobj=f, mode="r|") as tar:
-                for info in tar:
-                    if not info.isfile():
-                        continue
-                    fh = tar.extractfile(info)
-                    data = fh.read() if fh is not None else b""
-                    if len(data) != info.size:
-                        raise ShardError(f"{url}: truncated inside member {info.name}")
-                    key, suffix = split_name(info.name)
-                    yield Member(key, suffix, data)
-        except tarfile.ReadError as exc:
-            raise ShardError(f"{url}: not a readable tar ({exc})") from None
-        except (EOFError, tarfile.StreamError) as exc:
-            raise ShardError(f"{url}: truncated ({exc})") from None
-
-
-def iter_grouped(url: str) -> Iterator[tuple[str, dict[str, bytes]]]:
-    """(key, {suffix: bytes}) for consecutive members sharing a key."""
-    key: str | None = None
-    group: dict[str, bytes] = {}
-    for m in iter_members(url):
-        if m.key != key:
-            if key is not None:
-                yield key, group
-            key, group = m.key, {}
-        if m.suffix in group:
-            raise ShardError(f"{url}: member {m.key}.{m.suffix} appears twice")
-        group[m.suffix] = m.data
-    if key is not None:
-        yield key, group
-
-
-def iter_samples(url: str) -> Iterator[schema.Sample]:
-    """Decoded samples of one shard; raises ShardError or schema.SampleError."""
-    for key, members in iter_grouped(url):
-        yield schema.decode(key, members)
-
-
-# --- Scanning a whole tar, end included (used by the inspect / verify tools) ---
-
-END_OF_ARCHIVE = 2 * tarfile.BLOCKSIZE  # two zero blocks close a tar
-
-
 @dataclass(slots=True)
 class Entry:
-    """One regular-file member as scanned; ``data`` only when the caller asked for it."""
+    """One regular-file member; ``data`` only when the reader was asked for it."""
 
     key: str
     suffix: str
     name: str
     size: int
     data: bytes | None
+
+
+@dataclass(slots=True)
+class RawSample:
+    """One sample's members as stored (bytes by suffix), not decoded yet."""
+
+    key: str
+    members: dict[str, bytes]
+    url: str  # the shard it came from
+
+
+# --- Opening and walking ---
+
+
+def open_shard(url: str) -> BinaryIO:
+    """A shard's bytes (a local path or any fsspec URL); raises :class:`ShardError`."""
+    fs, path = layout.open_output(url)
+    try:
+        return fs.open(path, "rb")
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as exc:
+        raise ShardError(f"{url}: cannot open: {exc.strerror or exc}") from None
+
+
+@contextlib.contextmanager
+def _tar_errors(url: str) -> Iterator[None]:
+    """What tarfile and the file raise, as one-line :class:`ShardError`\\ s."""
+    try:
+        yield
+    except tarfile.ReadError as exc:
+        if "unexpected end of data" in str(exc):
+            raise ShardError(f"{url}: truncated (data ends inside a member)") from None
+        raise ShardError(f"{url}: not a tar ({exc})") from None
+    except (EOFError, tarfile.TarError) as exc:
+        raise ShardError(f"{url}: truncated ({exc})") from None
+    except OSError as exc:
+        raise ShardError(f"{url}: cannot read: {exc}") from None
+
+
+def _walk(
+    tar: tarfile.TarFile, url: str, want: Want | None, other: list[str] | None = None
+) -> Iterator[Entry]:
+    """Every regular-file member in order, with its data when ``want`` says so (all when
+    None); the names of other members (directories, links) go to ``other``."""
+    for info in tar:
+        tar.members = []  # forget headers already passed: a long shard costs no memory
+        if not info.isfile():
+            if other is not None:
+                other.append(info.name)
+            continue
+        key, suffix = split_name(info.name)
+        data = None
+        if want is None or want(key, suffix):
+            fh = tar.extractfile(info)
+            data = fh.read() if fh is not None else b""
+            if len(data) != info.size:
+                raise ShardError(f"{url}: truncated inside member {info.name}")
+        yield Entry(key, suffix, info.name, info.size, data)
+
+
+# --- Streams ---
+
+
+def iter_entries(url: str, want: Want | None = None) -> Iterator[Entry]:
+    """A shard's regular-file members front to back; raises :class:`ShardError`."""
+    with open_shard(url) as f, _tar_errors(url), tarfile.open(fileobj=f, mode="r|") as tar:
+        yield from _walk(tar, url, want)
+
+
+def _raise(exc: Exception) -> None:
+    raise exc
+
+
+def _grouped(
+    url: str, on_error: Callable[[Exception], object], keep_partial: bool
+) -> Iterator[RawSample]:
+    """Consecutive members sharing a key -> RawSample. Read errors raise ShardError (after
+    the sample in progress, with ``keep_partial``); a member twice goes to ``on_error``."""
+    sample: RawSample | None = None
+    with contextlib.closing(iter_entries(url)) as entries:
+        while True:
+            try:
+                entry = next(entries, None)
+            except Exception as exc:
+                if keep_partial and sample is not None:
+                    yield sample  # read before the damage; its decoder judges whether it is whole
+                if isinstance(exc, ShardError):
+                    raise
+                # remote filesystems raise their own types
+                raise ShardError(f"{url}: cannot read: {type(exc).__name__}: {exc}") from None
+            if entry is None:
+                break
+            if sample is None or entry.key != sample.key:
+                if sample is not None:
+                    yield sample
+                sample = RawSample(entry.key, {}, url)
+            if entry.suffix in sample.members:
+                on_error(ShardError(f"{url}: member {entry.name} appears twice"))
+                continue  # the first one stays
+            assert entry.data is not None, "a walk without want reads every member"
+            sample.members[entry.suffix] = entry.data
+    if sample is not None:
+        yield sample
+
+
+def iter_raw(url: str) -> Iterator[RawSample]:
+    """The samples of one shard, in order; raises :class:`ShardError` at any damage
+    (a member that appears twice included)."""
+    return _grouped(url, _raise, keep_partial=False)
+
+
+def stream_raw(urls: Iterable[str], on_error: Callable[[Exception], object]) -> Iterator[RawSample]:
+    """The samples of many shards, in order, whatever the damage.
+
+    A shard that does not open or read, and a member that appears twice, go to
+    ``on_error`` (which may raise to stop the stream); the stream goes on with the
+    next member or shard. The samples read before a shard's damage are kept.
+    """
+    for url in urls:
+        try:
+            yield from _grouped(url, on_error, keep_partial=True)
+        except ShardError as exc:
+            on_error(exc)
+
+
+def iter_samples(url: str) -> Iterator[schema.Sample]:
+    """Decoded samples of one shard; raises ShardError or schema.SampleError."""
+    for raw in iter_raw(url):
+        yield schema.decode(raw.key, raw.members)
+
+
+def json_only(_key: str, suffix: str) -> bool:
+    return suffix == schema.JSON_MEMBER
+
+
+def first_meta(url: str) -> schema.SampleMeta:
+    """The metadata of a shard's first sample, read no further than its ``.json`` member;
+    raises ShardError or schema.SampleError."""
+    for entry in iter_entries(url, want=json_only):
+        if entry.data is not None:
+            return schema.SampleMeta.from_json(entry.data, where=f"{url}: {entry.key}.json")
+    raise ShardError(f"{url}: no sample with a .json member")
+
+
+# --- Scanning a whole tar, end included (inspect, verify, show, sample) ---
+
+END_OF_ARCHIVE = 2 * tarfile.BLOCKSIZE  # two zero blocks close a tar
 
 
 class TarScan:
@@ -139,46 +214,18 @@ class TarScan:
     are not regular files (directories, links), which nothing reads.
     """
 
-    def __init__(self, url: str, want: Callable[[str, str], bool] | None = None) -> None:
+    def __init__(self, url: str, want: Want | None = None) -> None:
         self.url = url
         self.want = want
         self.size: int | None = None
         self.other: list[str] = []
 
     def __iter__(self) -> Iterator[Entry]:
-        fs, path = open_output(self.url)
-        try:
-            raw = fs.open(path, "rb")
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as exc:
-            raise ShardError(f"{self.url}: cannot open: {exc.strerror or exc}") from None
-        with raw, _seekable(raw) as f:
-            try:
-                with tarfile.open(fileobj=f, mode="r:") as tar:
-                    yield from self._members(tar)
-                    end = tar.offset  # where the header after the last member was sought
-            except tarfile.ReadError as exc:
-                if "unexpected end of data" in str(exc):
-                    raise ShardError(f"{self.url}: truncated (data ends inside a member)") from None
-                raise ShardError(f"{self.url}: not a tar ({exc})") from None
-            except (EOFError, tarfile.TarError) as exc:
-                raise ShardError(f"{self.url}: truncated ({exc})") from None
-            except OSError as exc:
-                raise ShardError(f"{self.url}: cannot read: {exc}") from None
+        with open_shard(self.url) as raw, _seekable(raw) as f:
+            with _tar_errors(self.url), tarfile.open(fileobj=f, mode="r:") as tar:
+                yield from _walk(tar, self.url, self.want, self.other)
+                end = tar.offset  # where the header after the last member was sought
             self.size = self._check_end(f, end)
-
-    def _members(self, tar: tarfile.TarFile) -> Iterator[Entry]:
-        for info in tar:
-            if not info.isfile():
-                self.other.append(info.name)
-                continue
-            key, suffix = split_name(info.name)
-            data = None
-            if self.want is None or self.want(key, suffix):
-                fh = tar.extractfile(info)
-                data = fh.read() if fh is not None else b""
-                if len(data) != info.size:
-                    raise ShardError(f"{self.url}: truncated inside member {info.name}")
-            yield Entry(key, suffix, info.name, info.size, data)
 
     def _check_end(self, f, end: int) -> int:
         """Zero blocks and zero padding only after ``end``; returns the file size."""

@@ -4,38 +4,47 @@ A :class:`ShardWriter` takes whole videos (all windows of one video plus its
 manifest row) and packs them into tars of at most ``max_bytes`` and
 ``max_samples``. A video is never split across shards, so "this video is in a
 complete shard" is a yes/no question, which makes resuming exact. A shard is
-written under ``OUT/_tmp``; on close its videos' rows go to
-``OUT/_index/<shard>.parquet`` and only then is the tar renamed into place.
+written under a temporary name; on close its videos' rows go to the shard's
+index file and only then is the tar renamed into place (names and folders:
+:mod:`shards.layout`).
 
-Names are chosen by the caller (``<prefix>-<part>.tar``). The pipeline derives
-the prefix from the video ids, so a retried Beam bundle rewrites the same names
-with the same content instead of adding duplicates.
+The caller chooses the prefix (``layout.shard_file(prefix, part)`` names the
+parts). The pipeline derives it from the video ids (``layout.group_prefix``), so
+a retried Beam bundle rewrites the same names with the same content instead of
+adding duplicates.
+
+:class:`ShardLimits` is the one definition of how big a shard may grow; ingest's
+configuration takes its defaults and its check from here.
 """
 
 from __future__ import annotations
 
 import io
 import logging
-import posixpath
 import tarfile
 from dataclasses import dataclass, replace
 
-from shards import schema
-from shards.manifest import INDEX_DIR, ManifestRow, join, open_output, temp_path, write_rows_atomic
+from shards import layout, schema
+from shards.manifest import ManifestRow, write_rows_atomic
 
 log = logging.getLogger(__name__)
 
 TAR_BLOCK = 512
+MIN_SHARD_BYTES = 4 * TAR_BLOCK  # the smallest tar with a member: header, data, two end blocks
 
 
 @dataclass(frozen=True, slots=True)
 class ShardLimits:
+    """When a shard is full. A shard always takes its first video, whatever its size."""
+
     max_bytes: int = 1 << 30  # roll over before a shard would pass this size
-    max_samples: int = 2000  # ... or this many samples
+    max_samples: int = 2000  # ... or this many samples (windows)
 
     def __post_init__(self) -> None:
-        if self.max_bytes < 4 * TAR_BLOCK or self.max_samples < 1:
-            raise ValueError(f"shard limits too small: {self}")
+        if self.max_bytes < MIN_SHARD_BYTES:
+            raise ValueError(f"max_bytes must be >= {MIN_SHARD_BYTES}, got {self.max_bytes}")
+        if self.max_samples < 1:
+            raise ValueError(f"max_samples must be >= 1, got {self.max_samples}")
 
 
 def member_size(nbytes: int) -> int:
@@ -58,7 +67,7 @@ class _OpenShard:
 
     def __init__(self, fs, root: str, name: str) -> None:
         self.fs, self.root, self.name = fs, root, name
-        self.tmp = temp_path(fs, root, name)
+        self.tmp = layout.temp_path(fs, root, name)
         self.file = fs.open(self.tmp, "wb")  # closed in commit() or abort()
         self.tar = tarfile.open(fileobj=self.file, mode="w|", format=tarfile.PAX_FORMAT)  # noqa: SIM115
         self.bytes = 2 * TAR_BLOCK  # end-of-archive marker
@@ -82,10 +91,8 @@ class _OpenShard:
     def commit(self) -> None:
         self.tar.close()
         self.file.close()
-        write_rows_atomic(
-            self.fs, self.root, posixpath.join(INDEX_DIR, f"{self.stem}.parquet"), self.rows
-        )
-        self.fs.mv(self.tmp, join(self.root, self.name))
+        write_rows_atomic(self.fs, self.root, layout.index_file(self.name), self.rows)
+        self.fs.mv(self.tmp, layout.join(self.root, self.name))
 
     def abort(self) -> None:
         try:
@@ -94,10 +101,6 @@ class _OpenShard:
         finally:
             if self.fs.exists(self.tmp):
                 self.fs.rm(self.tmp)
-
-    @property
-    def stem(self) -> str:
-        return self.name.removesuffix(".tar")
 
 
 class ShardWriter:
@@ -110,7 +113,7 @@ class ShardWriter:
     def __init__(self, out: str, prefix: str, limits: ShardLimits | None = None) -> None:
         if not schema.KEY_RE.match(prefix):
             raise ValueError(f"shard prefix {prefix!r} has characters outside [A-Za-z0-9_-]")
-        self.fs, self.root = open_output(out)
+        self.fs, self.root = layout.open_output(out)
         self.fs.makedirs(self.root, exist_ok=True)
         self.prefix = prefix
         self.limits = limits or ShardLimits()
@@ -135,7 +138,8 @@ class ShardWriter:
         ):
             self._commit()
         if self.current is None:
-            self.current = _OpenShard(self.fs, self.root, f"{self.prefix}-{self.part:03d}.tar")
+            name = layout.shard_file(self.prefix, self.part)
+            self.current = _OpenShard(self.fs, self.root, name)
             self.part += 1
         self.current.add(members, len(samples), row)
         out = self.current.rows[-1]

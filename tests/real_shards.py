@@ -27,7 +27,7 @@ from pathlib import Path
 
 from ingest.config import CoreConfig, FilterConfig, SegmentConfig
 from ingest.core import VideoFailure, VideoSource, process_video
-from shards import manifest
+from shards import layout, manifest
 from shards.manifest import ManifestRow
 from shards.writer import ShardLimits, ShardWriter
 from tests import mediagen
@@ -97,8 +97,8 @@ def build(root: Path) -> RealOutput:
                 caption_kind=result.caption_kind, has_audio=result.has_audio, run="t",
             )  # fmt: skip
             writer.add_video(result.samples, row)
-    fs, path = manifest.open_output(str(out))
-    manifest.write_rows_atomic(fs, path, f"{manifest.INDEX_DIR}/rows-t-0.parquet", failures)
+    fs, path = layout.open_output(str(out))
+    manifest.write_rows_atomic(fs, path, f"{layout.INDEX_DIR}/rows-t-0.parquet", failures)
     rows = manifest.consolidate(str(out), "t")
     return RealOutput(out, {r.video_id: r for r in rows})
 
@@ -142,7 +142,7 @@ def edit_json(members: Members, key: str, change: Callable[[dict], None]) -> Mem
 
 def rewrite_manifest(out: Path, change: Callable[[list[manifest.ManifestRow]], list]) -> None:
     """A consolidated folder (no _index/), with manifest.parquet's rows changed."""
-    fs, root = manifest.open_output(str(out))
-    rows = manifest.read_rows(fs, str(out / manifest.MANIFEST_NAME))
-    shutil.rmtree(out / manifest.INDEX_DIR)
-    manifest.write_rows_atomic(fs, root, manifest.MANIFEST_NAME, change(rows))
+    fs, root = layout.open_output(str(out))
+    rows = manifest.read_rows(fs, str(out / layout.MANIFEST_NAME))
+    shutil.rmtree(out / layout.INDEX_DIR)
+    manifest.write_rows_atomic(fs, root, layout.MANIFEST_NAME, change(rows))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 import sys
 import tarfile
 from dataclasses import replace
@@ -25,9 +26,10 @@ from model.data.datamodule import ShardDataModule
 from model.data.tokenizer import ByteTokenizer
 from shards import schema
 from shards.manifest import ManifestRow
+from shards.reader import iter_samples
 from shards.writer import ShardLimits, ShardWriter, encode_video
 from tests.nodes import ROOT, run_two_nodes
-from tests.samples import make_sample
+from tests.samples import PARAMS, make_sample
 
 TINY = ModelConfig.from_name("tiny", max_segments=4)
 SEGMENTS = 3  # windows in the test shards are shorter than max_segments: padding is exercised
@@ -404,3 +406,57 @@ def test_two_ddp_processes_get_disjoint_shards_and_equal_steps(tmp_path):
     val = [r["val"] for r in ranks]
     assert len(val[0]) == 12 and len(val[1]) == 6  # 2 shards vs 1: uneven, and no hang
     assert sorted(val[0] + val[1]) == sorted(where)
+
+
+# ----------------------------------------------------------------------------- shards' own parameters
+
+
+def write_odd_shard(out, **params) -> str:
+    """A real shard of 2 windows whose extraction parameters are changed by ``params``."""
+    odd = replace(PARAMS, **params)
+    samples = [make_sample("odd", w, segments=SEGMENTS) for w in range(2)]
+    samples = [replace(s, meta=replace(s.meta, params=odd)) for s in samples]
+    with ShardWriter(str(out), "odd") as writer:
+        writer.add_video(samples, ManifestRow(video_id="odd", url="u", status="ok"))
+    return str(out / writer.written[0])
+
+
+def test_shards_made_with_other_subsegments_are_refused_before_any_batch(tmp_path):
+    shard = write_odd_shard(tmp_path, subsegments=4)
+    dm = datamodule(tmp_path, val_shards=str(tmp_path))
+    want = f"train_shards {shard}: the shards hold 4 audio sub-segments per segment, the model is built for 3"
+    with pytest.raises(ValueError) as err:
+        dm.train_dataloader()
+    assert str(err.value) == want
+    with pytest.raises(ValueError, match=r"^val_shards .*4 audio sub-segments"):
+        dm.val_dataloader()
+    # a sample of such shards met among others is dropped, saying why
+    odd = next(iter_samples(shard))
+    with pytest.raises(schema.SampleError, match="odd_w0000: 4 audio sub-segments"):
+        to_example(odd, DecodeConfig(frame_size=(32, 48)), ByteTokenizer())
+
+
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        ({"n_mels": 80}, "64 mel bins, the model takes 80 (n_mels)"),
+        (
+            {"audio_frames": 70},
+            "188 mel frames per segment, fewer than the model's 3 sub-segments x 70",
+        ),
+    ],
+)
+def test_a_model_with_other_audio_shapes_is_refused(shards8, change, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        datamodule(shards8[0], **change).train_dataloader()
+
+
+def test_train_and_val_shards_made_differently_are_refused(shards8, tmp_path):
+    write_odd_shard(tmp_path, segment_ms=10000, sample_rate=16000)
+    dm = datamodule(shards8[0], val_shards=str(tmp_path))
+    assert dm.train_dataloader() is not None
+    with pytest.raises(
+        ValueError,
+        match="were made differently: segment_ms 10000 vs 5000, sample_rate 16000 vs 22050",
+    ):
+        dm.val_dataloader()

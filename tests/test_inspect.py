@@ -10,10 +10,10 @@ import sys
 import fsspec
 import pytest
 
-from shards import manifest, reader
-from shards.__main__ import main
-from shards.inspection import _union_ms, format_report, inspect_shards
-from shards.locate import LocateError, locate
+from shards import layout, manifest, reader
+from shards.cli.inspection import _union_ms, format_report, inspect_shards
+from shards.cli.locate import LocateError, locate
+from shards.cli.main import main
 from shards.manifest import ManifestRow
 from shards.writer import ShardWriter
 from tests.real_shards import RealOutput, real_output
@@ -179,11 +179,11 @@ def test_paths_that_name_nothing_raise_a_clear_error(tmp_path):
 
 
 def test_inspect_of_an_output_with_no_shards_but_a_manifest(tmp_path):
-    fs, root = manifest.open_output(str(tmp_path))
+    fs, root = layout.open_output(str(tmp_path))
     manifest.write_rows_atomic(
         fs,
         root,
-        manifest.MANIFEST_NAME,
+        layout.MANIFEST_NAME,
         [ManifestRow("x", "u", "failed", "download", "unavailable")],
     )
     report = inspect_shards(locate(str(tmp_path)))

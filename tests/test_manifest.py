@@ -1,6 +1,6 @@
 import pytest
 
-from shards import manifest
+from shards import layout, manifest
 from shards.manifest import ManifestRow
 from shards.writer import ShardWriter
 from tests.samples import make_sample
@@ -19,7 +19,7 @@ def test_rows_round_trip_through_parquet(tmp_path):
         ),
         failed("b", "r1"),
     ]
-    fs, root = manifest.open_output(str(tmp_path))
+    fs, root = layout.open_output(str(tmp_path))
     manifest.write_rows_atomic(fs, root, "m.parquet", rows)
     assert manifest.read_rows(fs, str(tmp_path / "m.parquet")) == rows
     assert not list((tmp_path / "_tmp").iterdir())
@@ -31,7 +31,7 @@ def test_status_is_validated():
 
 
 def test_later_runs_override_earlier_failures_but_never_an_ok(tmp_path):
-    fs, root = manifest.open_output(str(tmp_path))
+    fs, root = layout.open_output(str(tmp_path))
     manifest.write_rows_atomic(
         fs,
         root,

@@ -17,7 +17,7 @@ import yaml
 
 from ingest import __main__ as cli
 from ingest.localserve import LocalServer
-from shards import manifest, reader, schema
+from shards import layout, manifest, reader, schema
 from tests import mediagen
 
 REPO = Path(__file__).resolve().parent.parent
@@ -70,13 +70,13 @@ def run_cli(profile: str, config: Path, inputs: Path, out: Path, *extra: str) ->
 
 
 def rows_by_url(out: Path) -> dict[str, manifest.ManifestRow]:
-    rows = manifest.read_rows(*manifest.open_output(str(out / "manifest.parquet")))
+    rows = manifest.read_rows(*layout.open_output(str(out / "manifest.parquet")))
     return {r.url: r for r in rows}
 
 
 def samples_per_video(out: Path) -> collections.Counter:
     seen = collections.Counter()
-    for url in reader.expand(str(out)):
+    for url in layout.expand(str(out)):
         for s in reader.iter_samples(url):
             seen[s.key] += 1
     return seen
@@ -163,7 +163,7 @@ def test_mixed_list_every_input_gets_one_right_row(media, tmp_path):
     assert sum(seen.values()) == 5
     assert not any((out / "_tmp").glob("*")) if (out / "_tmp").exists() else True
     shards = {s for r in rows.values() for s in r.shards}
-    assert shards == {Path(p).name for p in reader.expand(str(out))}
+    assert shards == {Path(p).name for p in layout.expand(str(out))}
 
     # a rerun does nothing new; --retry-failed reruns only the failed rows
     rc = run_cli("local", cfg, tmp_path / "in.csv", out, "--direct_num_workers=1")

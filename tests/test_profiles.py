@@ -75,3 +75,14 @@ def test_bad_yaml_names_the_key(tmp_path, text, match):
 def test_unknown_profile_lists_the_known_ones():
     with pytest.raises(ConfigError, match="known: \\['dataflow'"):
         profiles.load().profile("nope")
+
+
+def test_shard_limits_are_shards_own_with_their_one_minimum():
+    from shards.writer import MIN_SHARD_BYTES, ShardLimits
+
+    assert profiles.ShardConfig().limits == ShardLimits()
+    assert profiles.ShardConfig(max_bytes=MIN_SHARD_BYTES).limits.max_bytes == MIN_SHARD_BYTES
+    with pytest.raises(ConfigError, match=f"ingest.shards: max_bytes must be >= {MIN_SHARD_BYTES}"):
+        profiles.load(overrides=[f"ingest.shards.max_bytes={MIN_SHARD_BYTES - 1}"])
+    with pytest.raises(ConfigError, match="max_samples must be >= 1"):
+        profiles.ShardConfig(max_samples=0)

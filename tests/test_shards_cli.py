@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from shards import manifest
-from shards.__main__ import main
-from shards.cli_sample import clock
-from shards.locate import locate
-from shards.show import find_sample
+from shards import layout
+from shards.cli.locate import locate
+from shards.cli.main import main
+from shards.cli.sample import clock
+from shards.cli.show import find_sample
 from tests.real_shards import (
     RealOutput,
     read_members,
@@ -100,7 +100,7 @@ def test_a_json_that_does_not_parse(command, real, tmp_path, capsys):
 @pytest.mark.parametrize("command", ["inspect", "verify"])
 def test_a_manifest_that_does_not_read(command, real, tmp_path, capsys):
     out = Path(shutil.copytree(real.out, tmp_path / "out"))
-    (out / manifest.MANIFEST_NAME).write_bytes(b"PAR1 not really parquet")
+    (out / layout.MANIFEST_NAME).write_bytes(b"PAR1 not really parquet")
     assert run(command, out, tmp_path) == 1
     assert_one_line_error(capsys, "manifest does not read")
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 from PIL import Image
 
-from shards.__main__ import main
-from shards.locate import locate
-from shards.show import ShowError, find_sample, render, synthesize
+from shards.cli.locate import locate
+from shards.cli.main import main
+from shards.cli.show import ShowError, find_sample, render, synthesize
 from tests.real_shards import RealOutput, real_output
 
 
@@ -114,3 +116,13 @@ def test_a_damaged_sample_is_refused_with_its_reason(real, tmp_path):
 
 def _shape(meta: dict) -> None:
     meta["mel_shape"] = [9, 9, 9]
+
+
+def test_show_without_matplotlib_exits_2_naming_the_extra(real, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` now fails
+    out = tmp_path / "x.png"
+    assert main(["show", str(real.out), "--index", "0", "--out", str(out)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and not out.exists()
+    assert captured.err.count("\n") == 1 and "pip install 'montage[tools]'" in captured.err
+    assert captured.err.startswith("montage-shards show: error: drawing needs matplotlib")

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from shards import reader, schema
-from shards.__main__ import main
-from shards.locate import locate
-from shards.verify import MANIFEST, check_sample, verify_shards
+from shards.cli.locate import locate
+from shards.cli.main import main
+from shards.cli.verify import MANIFEST, check_sample, verify_shards
 from tests.real_shards import (
     Members,
     RealOutput,

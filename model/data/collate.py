@@ -50,6 +50,24 @@ class DecodeConfig:
         assert self.max_segments >= 1 and self.max_text_len >= 1, "max_segments, max_text_len >= 1"
 
 
+def params_problems(params: schema.ExtractionParams, cfg: DecodeConfig) -> list[str]:
+    """How shards made with ``params`` do not fit the shapes the model takes ([] when they do)."""
+    problems = []
+    if params.subsegments != SUBSEGMENTS:
+        problems.append(
+            f"{params.subsegments} audio sub-segments per segment, the model is built for "
+            f"{SUBSEGMENTS}"
+        )
+    if params.n_mels != cfg.n_mels:
+        problems.append(f"{params.n_mels} mel bins, the model takes {cfg.n_mels} (n_mels)")
+    if params.mel_frames < SUBSEGMENTS * cfg.audio_frames:
+        problems.append(
+            f"{params.mel_frames} mel frames per segment, fewer than the model's "
+            f"{SUBSEGMENTS} sub-segments x {cfg.audio_frames} frames (audio_frames)"
+        )
+    return problems
+
+
 def subsegment_starts(mel_frames: int, audio_frames: int) -> list[int]:
     """First frame of each sub-segment: 3 blocks with equal gaps before, between and after."""
     gap = (mel_frames - SUBSEGMENTS * audio_frames) // (SUBSEGMENTS + 1)
@@ -153,12 +171,8 @@ class Example:
 def to_example(sample: schema.Sample, cfg: DecodeConfig, tokenizer: Tokenizer) -> Example:
     """A decoded shard sample -> padded arrays. Raises SampleError when it does not fit."""
     meta = sample.meta
-    p = meta.params
-    if p.n_mels != cfg.n_mels or p.subsegments != SUBSEGMENTS:
-        raise schema.SampleError(
-            f"{meta.key}: {p.n_mels} mels / {p.subsegments} sub-segments, "
-            f"loader expects {cfg.n_mels} / {SUBSEGMENTS}"
-        )
+    if problems := params_problems(meta.params, cfg):
+        raise schema.SampleError(f"{meta.key}: " + "; ".join(problems))
     S, n = cfg.max_segments, min(meta.n_segments, cfg.max_segments)
     H, W = cfg.frame_size
     T, M = cfg.audio_frames, cfg.n_mels

@@ -21,6 +21,12 @@ keeping ``last_keys``; log ``self.trainer.datamodule.skipped_total`` from the mo
 Every rank runs ``steps_per_epoch`` training batches per epoch, whatever its shards hold,
 so DDP never waits on a rank that ran dry. Validation reads each rank's shards once.
 
+What ingest and the model must agree on is read from the shards themselves: before a
+loader starts, the extraction parameters in the first sample of its first shard are
+checked against the model's shapes (audio sub-segments, mel bins, mel frames), and the
+training and validation shards against each other (segment length, sample rate, mel
+parameters). A mismatch is a one-line ValueError naming the shard.
+
 Position and resume. The data module tracks (epoch, batches consumed in the epoch); it is
 the same on every rank, so rank 0's checkpoint restores every rank. Lightning saves and
 restores it through :meth:`state_dict` / :meth:`load_state_dict`, and reports progress
@@ -46,15 +52,20 @@ import lightning as L
 import torch.distributed as dist
 from torch.utils.data import DataLoader
 
-from model.data.collate import DecodeConfig
+from model.data.collate import DecodeConfig, params_problems
 from model.data.loader import ShardStream, StreamConfig, check_enough_shards
 from model.data.stream import LoaderBatch, StreamPosition
 from model.data.tokenizer import build_tokenizer
-from shards.reader import expand
+from shards.layout import expand
+from shards.reader import ShardError, first_meta
+from shards.schema import ExtractionParams, SampleError
 
 log = logging.getLogger(__name__)
 
 STATE_VERSION = 1
+# What training and validation shards must share to mean the same thing to the model.
+SHARED_PARAMS = ("segment_ms", "subsegments", "sample_rate", "n_fft", "hop_length", "n_mels",
+                 "mel_frames")  # fmt: skip
 
 
 class TrainLoader(DataLoader):
@@ -84,7 +95,7 @@ class ShardDataModule(L.LightningDataModule):
     """Streams Montage shards with webdataset; see the module docstring.
 
     Args:
-        train_shards: folder, brace pattern, glob or fsspec URL (``shards.reader.expand``);
+        train_shards: folder, brace pattern, glob or fsspec URL (``shards.layout.expand``);
             None only to validate or test without training.
         val_shards: the same for validation, or None.
         batch_size: windows per batch (a batch holds fewer when bad samples were dropped).
@@ -163,6 +174,7 @@ class ShardDataModule(L.LightningDataModule):
         self._train_urls: list[str] | None = None
         self._restored: dict[str, Any] | None = None
         self._val_urls: list[str] | None = None
+        self._params: dict[str, tuple[str, ExtractionParams]] = {}  # what -> (shard, params)
 
     @property
     def vocab_size(self) -> int:
@@ -190,6 +202,30 @@ class ShardDataModule(L.LightningDataModule):
                 raise ValueError(f"val_shards {self.val_spec!r} matches no shard")
         return self._val_urls
 
+    def check_shards(self, urls: list[str], what: str) -> None:
+        """Raise ValueError when the shards were made for other shapes than the model's, or
+        differently from the other split's. Reads the first sample's ``.json`` of the first
+        shard; when that does not read, the stream's own counting of bad shards takes over."""
+        try:
+            params = first_meta(urls[0]).params
+        except (ShardError, SampleError) as exc:
+            log.debug("%s: cannot read the extraction parameters (%s)", what, exc)
+            return
+        if problems := params_problems(params, self.decode):
+            raise ValueError(f"{what} {urls[0]}: the shards hold " + "; ".join(problems))
+        self._params[what] = (urls[0], params)
+        for other, (shard, theirs) in self._params.items():
+            differ = [
+                f"{k} {getattr(params, k)} vs {getattr(theirs, k)}"
+                for k in SHARED_PARAMS
+                if getattr(params, k) != getattr(theirs, k)
+            ]
+            if differ:
+                raise ValueError(
+                    f"{what} {urls[0]} and {other} {shard} were made differently: "
+                    + ", ".join(differ)
+                )
+
     def world(self) -> tuple[int, int]:
         """(rank, world_size): the override, else the trainer's, else torch.distributed's."""
         if self.rank_override is not None:
@@ -206,6 +242,7 @@ class ShardDataModule(L.LightningDataModule):
         rank, world_size = self.world()
         if not self.stream.resampled:
             check_enough_shards(len(self.train_urls), world_size, self.num_workers, "train")
+        self.check_shards(self.train_urls, "train_shards")
         stream = ShardStream(
             self.train_urls,
             self.stream,
@@ -222,6 +259,7 @@ class ShardDataModule(L.LightningDataModule):
             return []  # Lightning skips validation with an empty list
         rank, world_size = self.world()
         check_enough_shards(len(self.val_urls), world_size, self.val_num_workers, "val")
+        self.check_shards(self.val_urls, "val_shards")
         stream = ShardStream(
             self.val_urls,
             self.val_stream,

@@ -2,7 +2,9 @@
 
 Both streams are an explicit list of webdataset stages (see :func:`train_stages` and
 :func:`val_stages`), built inside each DataLoader worker from its (rank, worker) so that
-the training stream is a pure function of (seed, epoch, rank, worker).
+the training stream is a pure function of (seed, epoch, rank, worker). Shards are read
+by ``shards.reader.stream_raw`` (the format's one reader); webdataset only shuffles,
+groups and slices what it yields.
 
 Training (endless per epoch, cut to a fixed number of batches):
 
@@ -38,18 +40,16 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
 
 import webdataset as wds
 from torch.utils.data import IterableDataset, get_worker_info
-from webdataset.tariterators import group_by_keys, tar_file_expander
 
 from model.data.collate import DecodeConfig, Example, collate, to_example
 from model.data.stream import LoaderBatch, StreamPosition
 from model.data.tokenizer import Tokenizer
 from model.seeding import derive_seed
+from shards import reader as shard_reader
 from shards import schema
-from shards.manifest import open_output
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ def check_enough_shards(n_shards: int, world_size: int, num_workers: int, what: 
 
 
 class SkipCounter:
-    """A webdataset error handler that counts, warns at most once per period, and gives up.
+    """An error handler that counts, warns at most once per period, and gives up.
 
     ``pending`` (taken by the next batch) and ``total`` count dropped items: samples that
     do not decode and read errors inside shards. More than ``max_consecutive`` in a row
@@ -153,12 +153,12 @@ class SkipCounter:
 # ----------------------------------------------------------------------------- stages
 
 
-def _train_shards(urls: list[str], cfg: StreamConfig, epoch: int, reader: Reader) -> Iterator[dict]:
-    """This reader's endless shard sequence for one epoch, as webdataset url dicts."""
+def _train_shards(urls: list[str], cfg: StreamConfig, epoch: int, reader: Reader) -> Iterator[str]:
+    """This reader's endless shard sequence for one epoch."""
     if cfg.resampled:
         rng = random.Random(derive_seed(cfg.seed, epoch, reader.rank, reader.worker, "resample"))
         while True:
-            yield {"url": rng.choice(urls)}
+            yield rng.choice(urls)
     order = list(urls)
     random.Random(derive_seed(cfg.seed, epoch, "shard-order")).shuffle(order)  # same on all ranks
     share = order[reader.rank :: reader.world_size][reader.worker :: reader.num_workers]
@@ -168,42 +168,23 @@ def _train_shards(urls: list[str], cfg: StreamConfig, epoch: int, reader: Reader
             random.Random(derive_seed(cfg.seed, epoch, reader.rank, reader.worker, n_pass)).shuffle(
                 share
             )
-        for url in share:
-            yield {"url": url}
+        yield from share
 
 
-def _val_shards(urls: list[str], reader: Reader) -> Iterator[dict]:
-    share = urls[reader.rank :: reader.world_size][reader.worker :: reader.num_workers]
-    for url in share:
-        yield {"url": url}
+def _val_shards(urls: list[str], reader: Reader) -> Iterator[str]:
+    yield from urls[reader.rank :: reader.world_size][reader.worker :: reader.num_workers]
 
 
-def _open_shards(src: Iterable[dict], handler: SkipCounter) -> Iterator[dict]:
-    """url dicts -> url + open binary stream (local paths and fsspec URLs; ``pipe:`` too)."""
-    for item in src:
-        url = item["url"]
-        try:
-            if url.startswith("pipe:"):
-                stream = wds.gopen(url, "rb")
-            else:
-                fs, path = open_output(url)
-                stream = fs.open(path, "rb")
-        except Exception as exn:  # remote filesystems raise their own types; the handler decides
-            handler(exn)
-            continue
-        try:
-            yield {"url": url, "stream": stream}
-        finally:
-            stream.close()
+def _read_samples(urls: Iterable[str], handler: SkipCounter) -> Iterator[shard_reader.RawSample]:
+    """Shard URLs -> raw samples (members by suffix); unreadable shards and damage counted."""
+    return shard_reader.stream_raw(urls, on_error=handler)
 
 
-open_shards = wds.pipelinefilter(_open_shards)
-expand_tars = wds.pipelinefilter(tar_file_expander)
-group_members = wds.pipelinefilter(group_by_keys)
+read_samples = wds.pipelinefilter(_read_samples)
 
 
 def _decode_batches(
-    src: Iterable[list[dict]],
+    src: Iterable[list[shard_reader.RawSample]],
     cfg: DecodeConfig,
     tokenizer: Tokenizer,
     counter: SkipCounter,
@@ -231,11 +212,9 @@ def _decode_batches(
 decode_batches = wds.pipelinefilter(_decode_batches)
 
 
-def decode_raw(raw: dict[str, Any], cfg: DecodeConfig, tokenizer: Tokenizer) -> Example:
-    """One webdataset sample dict (``__key__`` + member bytes) -> Example, via shards.schema."""
-    key = raw["__key__"]
-    members = {k: v for k, v in raw.items() if not k.startswith("__")}
-    return to_example(schema.decode(key, members), cfg, tokenizer)
+def decode_raw(raw: shard_reader.RawSample, cfg: DecodeConfig, tokenizer: Tokenizer) -> Example:
+    """One raw sample -> Example, via shards.schema."""
+    return to_example(schema.decode(raw.key, raw.members), cfg, tokenizer)
 
 
 def _number_batches(
@@ -283,10 +262,8 @@ def train_stages(
     return [
         # shard URLs for this epoch: disjoint split by rank and worker role, cycled (or resampled)
         partial(_train_shards, urls, stream, start.epoch, shards_reader),
-        # open each tar (fsspec), walk its members, group members by key into raw samples
-        open_shards(handler=counter),
-        expand_tars(handler=counter),
-        group_members(handler=counter),
+        # read each tar through shards/ (fsspec): its members grouped by key into raw samples
+        read_samples(handler=counter),
         # sample shuffle buffer, seeded by (seed, epoch, rank, role): still raw bytes here
         wds.shuffle(stream.shuffle_buffer, seed=sample_seed) if stream.shuffle_buffer > 1 else None,
         # groups of batch_size raw samples: one group is one batch
@@ -313,10 +290,8 @@ def val_stages(
     return [
         # this rank's and worker's shards, in the sorted order
         partial(_val_shards, urls, reader),
-        # tar members -> raw samples
-        open_shards(handler=counter),
-        expand_tars(handler=counter),
-        group_members(handler=counter),
+        # tar members -> raw samples, through shards/
+        read_samples(handler=counter),
         # batches, the last one partial
         wds.batched(stream.batch_size, collation_fn=None, partial=True),
         decode_batches(decode, tokenizer, counter, need_one=False),

@@ -18,7 +18,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from shards import reader, schema
-from shards.locate import Target, shard_name
+from shards.cli.locate import Target
+from shards.layout import shard_name
 
 
 @dataclass(slots=True)
@@ -29,17 +30,13 @@ class Found:
     error: str = ""  # why the json could not be read
 
 
-def _json_only(_key: str, suffix: str) -> bool:
-    return suffix == schema.JSON_MEMBER
-
-
 def iter_json(target: Target) -> Iterator[Found]:
     """Every sample's metadata, in shard order (reads the ``.json`` members only)."""
     for url in target.urls:
         name = shard_name(url)
         key: str | None = None
         data: bytes | None = None
-        for entry in reader.TarScan(url, want=_json_only):  # ShardError goes to the caller
+        for entry in reader.TarScan(url, want=reader.json_only):  # ShardError goes to the caller
             if entry.key != key:
                 if key is not None:
                     yield _found(name, key, data)

@@ -13,8 +13,9 @@ from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 
 from shards import reader, schema
-from shards.locate import LocateError, ManifestView, Target, load_manifest, shard_name
-from shards.progress import progress_bar
+from shards.cli.locate import LocateError, ManifestView, Target, load_manifest
+from shards.cli.progress import progress_bar
+from shards.layout import shard_name
 
 log = logging.getLogger(__name__)
 
@@ -107,10 +108,6 @@ def _union_ms(spans: list[tuple[int, int]]) -> int:
     return total
 
 
-def _json_only(_key: str, suffix: str) -> bool:
-    return suffix == schema.JSON_MEMBER
-
-
 class _Scanner:
     """Accumulates statistics over the shards, one json at a time."""
 
@@ -120,7 +117,7 @@ class _Scanner:
 
     def shard(self, url: str) -> ShardStats:
         stats = ShardStats(shard_name(url))
-        scan = reader.TarScan(url, want=_json_only)
+        scan = reader.TarScan(url, want=reader.json_only)
         keys: set[str] = set()
         with_json: set[str] = set()
         videos: set[str] = set()

@@ -20,7 +20,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from shards import reader, schema
-from shards.locate import Target, shard_name
+from shards.cli.locate import Target
+from shards.layout import shard_name
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,8 @@ import braceexpand
 import fsspec
 import pyarrow as pa
 
-from shards import manifest, reader
+from shards import layout, manifest
+from shards.layout import shard_name
 from shards.manifest import ManifestRow
 
 log = logging.getLogger(__name__)
@@ -38,17 +39,6 @@ class Target:
         return [shard_name(u) for u in self.urls]
 
 
-def shard_name(url: str) -> str:
-    """A shard's name as the manifest records it: the file name."""
-    return posixpath.basename(url)
-
-
-def _has_manifest(fs: fsspec.AbstractFileSystem, root: str) -> bool:
-    return fs.exists(manifest.join(root, manifest.MANIFEST_NAME)) or fs.isdir(
-        manifest.join(root, manifest.INDEX_DIR)
-    )
-
-
 def locate(spec: str) -> Target:
     """Resolve PATH; raises :class:`LocateError` when it names nothing."""
     if not spec:
@@ -57,12 +47,12 @@ def locate(spec: str) -> Target:
     fs, path = fsspec.core.url_to_fs(single)
     is_pattern = single != spec or any(c in path for c in "*?[")
     if not is_pattern and fs.isdir(path):
-        urls = reader.expand(spec)
-        has = _has_manifest(fs, path)
+        urls = layout.expand(spec)
+        has = layout.has_manifest(fs, path)
         if not urls and not has:
             raise LocateError(f"{spec}: folder holds no shards (*.tar) and no manifest")
         return Target(spec, urls, spec.rstrip("/") if has else None, whole=True)
-    urls = reader.expand(spec)
+    urls = layout.expand(spec)
     if not urls:
         raise LocateError(f"{spec}: no shards match")
     if not any(fs.exists(fsspec.core.url_to_fs(u)[1]) for u in urls):
@@ -72,7 +62,7 @@ def locate(spec: str) -> Target:
     root = None
     if len(parents) == 1:
         parent = parents.pop()
-        if _has_manifest(fs, fsspec.core.url_to_fs(parent or ".")[1]):
+        if layout.has_manifest(fs, fsspec.core.url_to_fs(parent or ".")[1]):
             root = parent or "."
     return Target(spec, urls, root, whole=False)
 
@@ -89,15 +79,15 @@ class ManifestView:
 
 def load_manifest(root: str) -> ManifestView:
     """Read the manifest and index of ``root``; raises :class:`LocateError` when unreadable."""
-    fs, path = manifest.open_output(root)
-    mpath = manifest.join(root, manifest.MANIFEST_NAME)
+    fs, path = layout.open_output(root)
+    mpath = layout.manifest_path(root)
     try:
         state = manifest.load_state(root)
         consolidated = None
-        local_mpath = manifest.join(path, manifest.MANIFEST_NAME)
+        local_mpath = layout.manifest_path(path)
         if fs.exists(local_mpath):
             consolidated = manifest.read_rows(fs, local_mpath)
     except (OSError, ValueError, TypeError, pa.ArrowException) as exc:
         raise LocateError(f"{mpath}: manifest does not read: {exc}") from None
-    existing = {posixpath.basename(p) for p in fs.glob(manifest.join(path, "*.tar"))}
+    existing = layout.shard_names(fs, path)
     return ManifestView(mpath, state, consolidated, existing)

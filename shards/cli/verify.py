@@ -28,8 +28,9 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from shards import reader, schema
-from shards.locate import LocateError, ManifestView, Target, load_manifest, shard_name
-from shards.progress import progress_bar
+from shards.cli.locate import LocateError, ManifestView, Target, load_manifest
+from shards.cli.progress import progress_bar
+from shards.layout import shard_name
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,147 @@
+"""Where things lie in an output folder and what they are called: the one module that knows.
+
+Layout of an output folder (local or any fsspec URL such as ``gs://`` or ``s3://``)::
+
+    OUT/<prefix>-<part>.tar           complete shards (written under _tmp/, renamed when whole)
+    OUT/manifest.parquet              consolidated view: one row per input video
+    OUT/_index/<shard>.parquet        rows of the videos inside that shard, written
+                                      *before* the shard is renamed into place
+    OUT/_index/rows-<run>-<n>.parquet rows of videos that were skipped or failed
+    OUT/_tmp/                         partial files; never read
+
+Writers, readers, the manifest and the tools ask this module for every name and
+path above; none of them spells one. ``ingest/`` and ``model/`` call the functions
+here (``group_prefix``, ``remove_group``, ``expand``) and never name a file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import posixpath
+import uuid
+from collections.abc import Iterable
+
+import braceexpand
+import fsspec
+
+MANIFEST_NAME = "manifest.parquet"
+INDEX_DIR = "_index"
+TMP_DIR = "_tmp"
+SHARD_SUFFIX = ".tar"
+SHARD_GLOB = "*" + SHARD_SUFFIX
+
+
+def open_output(out: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    """(filesystem, root path) for a local folder or an fsspec URL."""
+    fs, root = fsspec.core.url_to_fs(out)
+    return fs, root
+
+
+def join(base: str, *parts: str) -> str:
+    """Join URL-or-path parts with '/', whatever the filesystem."""
+    return posixpath.join(base.rstrip("/"), *parts) if base else posixpath.join(*parts)
+
+
+# --- Names ---
+
+
+def group_prefix(video_ids: Iterable[str]) -> str:
+    """The shard prefix of a group of videos, named by its inputs: a retried group
+    rewrites the same names instead of adding new ones."""
+    digest = hashlib.sha1("\n".join(sorted(video_ids)).encode()).hexdigest()
+    return "shard-" + digest[:16]
+
+
+def shard_file(prefix: str, part: int) -> str:
+    """The name of part ``part`` of the shards with ``prefix``."""
+    return f"{prefix}-{part:03d}{SHARD_SUFFIX}"
+
+
+def shard_name(url: str) -> str:
+    """A shard's name as the manifest records it: the file name."""
+    return posixpath.basename(url)
+
+
+def index_file(shard: str) -> str:
+    """Where the rows of a shard's videos go, relative to the output folder."""
+    return posixpath.join(INDEX_DIR, shard.removesuffix(SHARD_SUFFIX) + ".parquet")
+
+
+def rows_file(run: str, video_ids: Iterable[str]) -> str:
+    """Where a batch of rows of videos in no shard (skipped, failed) goes, relative to
+    the output folder; the same rows of the same run always get the same name."""
+    digest = hashlib.sha1("".join(video_ids).encode()).hexdigest()[:12]
+    return posixpath.join(INDEX_DIR, f"rows-{run}-{digest}.parquet")
+
+
+def temp_path(fs: fsspec.AbstractFileSystem, root: str, name: str) -> str:
+    """A fresh temporary path under ``root/_tmp`` (same filesystem, so rename works)."""
+    fs.makedirs(join(root, TMP_DIR), exist_ok=True)
+    return join(root, TMP_DIR, f"{name}.{uuid.uuid4().hex}")
+
+
+# --- What a folder holds ---
+
+
+def shard_paths(fs: fsspec.AbstractFileSystem, root: str) -> list[str]:
+    """The complete shards directly in ``root``, sorted."""
+    return sorted(fs.glob(join(root, SHARD_GLOB)))
+
+
+def shard_names(fs: fsspec.AbstractFileSystem, root: str) -> set[str]:
+    return {shard_name(p) for p in shard_paths(fs, root)}
+
+
+def index_paths(fs: fsspec.AbstractFileSystem, root: str) -> list[str]:
+    """Every index file of ``root``, sorted (so later runs' rows come later)."""
+    return sorted(fs.glob(join(root, INDEX_DIR, "*.parquet")))
+
+
+def manifest_path(root: str) -> str:
+    return join(root, MANIFEST_NAME)
+
+
+def has_manifest(fs: fsspec.AbstractFileSystem, root: str) -> bool:
+    """``root`` holds a consolidated manifest or an index (rows a manifest is made of)."""
+    return fs.exists(manifest_path(root)) or fs.isdir(join(root, INDEX_DIR))
+
+
+def remove_group(out: str, prefix: str) -> list[str]:
+    """Delete the shards with ``prefix`` and their index files; returns the shards removed."""
+    fs, root = open_output(out)
+    shards = sorted(fs.glob(join(root, f"{prefix}-{SHARD_GLOB}")))
+    for path in shards:
+        fs.rm(path)
+    for path in fs.glob(join(root, INDEX_DIR, f"{prefix}-*.parquet")):
+        fs.rm(path)
+    return shards
+
+
+def remove_empty_tmp(fs: fsspec.AbstractFileSystem, root: str) -> None:
+    tmp = join(root, TMP_DIR)
+    if fs.exists(tmp) and not fs.ls(tmp):
+        fs.rm(tmp, recursive=True)
+
+
+# --- Shard specs ---
+
+
+def expand(spec: str) -> list[str]:
+    """Shard URLs for a folder, a brace pattern, a glob, or one file (local or fsspec).
+
+    ``out/`` -> every ``*.tar`` directly in it, sorted; ``out/shard-{000..009}.tar``
+    -> those names; ``gs://bucket/x/*.tar`` -> the glob's matches.
+    """
+    urls: list[str] = []
+    for one in braceexpand.braceexpand(spec):
+        fs, path = fsspec.core.url_to_fs(one)
+        protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+        prefix = "" if protocol in ("file", "local") else f"{protocol}://"
+        if any(c in path for c in "*?["):
+            found = sorted(fs.glob(path))
+        elif fs.isdir(path):
+            found = shard_paths(fs, path)
+        else:
+            found = [path]
+        urls.extend(prefix + p if prefix and not p.startswith(prefix) else p for p in found)
+    return urls

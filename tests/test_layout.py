@@ -1,0 +1,84 @@
+"""shards.layout: the names and folders of an output, and what a shard spec expands to."""
+
+from __future__ import annotations
+
+import fsspec
+import pytest
+
+from shards import layout, manifest
+from shards.manifest import ManifestRow
+from shards.writer import ShardLimits, ShardWriter
+from tests.samples import make_sample
+
+
+def write_group(out, prefix: str, videos: list[str]) -> list[str]:
+    with ShardWriter(str(out), prefix, ShardLimits(max_samples=1)) as w:
+        for v in videos:
+            w.add_video([make_sample(v, 0, segments=1)], ManifestRow(v, "u", "ok"))
+    return w.written
+
+
+def test_names_follow_the_documented_layout():
+    assert layout.shard_file("shard-ab", 7) == "shard-ab-007.tar"
+    assert layout.index_file("shard-ab-007.tar") == "_index/shard-ab-007.parquet"
+    name = layout.rows_file("20260101T000000-aaaaaa", ["a", "b"])
+    assert name.startswith("_index/rows-20260101T000000-aaaaaa-") and name.endswith(".parquet")
+    assert name == layout.rows_file("20260101T000000-aaaaaa", ["a", "b"])
+    assert name != layout.rows_file("20260101T000000-aaaaaa", ["a", "c"])
+
+
+def test_a_group_prefix_depends_on_its_videos_not_their_order():
+    assert layout.group_prefix(["b", "a"]) == layout.group_prefix(["a", "b"])
+    assert layout.group_prefix(["a", "b"]) != layout.group_prefix(["a", "c"])
+    assert layout.group_prefix(["a"]).startswith("shard-")
+
+
+def test_writer_and_manifest_put_files_where_layout_says(tmp_path):
+    written = write_group(tmp_path, "p", ["a", "b"])
+    assert written == [layout.shard_file("p", 0), layout.shard_file("p", 1)]
+    fs, root = layout.open_output(str(tmp_path))
+    assert layout.shard_names(fs, root) == set(written)
+    assert [p.rsplit("/", 1)[1] for p in layout.index_paths(fs, root)] == [
+        layout.index_file(n).rsplit("/", 1)[1] for n in written
+    ]
+    manifest.write_rows(str(tmp_path), "run1", [ManifestRow("c", "u", "failed")])
+    assert fs.exists(layout.join(root, layout.rows_file("run1", ["c"])))
+    manifest.consolidate(str(tmp_path), "run1")
+    assert fs.exists(layout.manifest_path(root)) and not fs.exists(layout.join(root, "_tmp"))
+    assert layout.has_manifest(fs, root)
+
+
+def test_remove_group_removes_its_shards_and_index_only(tmp_path):
+    mine = write_group(tmp_path, "shard-aaa", ["a", "b"])
+    theirs = write_group(tmp_path, "shard-bbb", ["c"])
+    removed = layout.remove_group(str(tmp_path), "shard-aaa")
+    assert [p.rsplit("/", 1)[1] for p in removed] == mine
+    fs, root = layout.open_output(str(tmp_path))
+    assert layout.shard_names(fs, root) == set(theirs)
+    assert set(manifest.load_state(str(tmp_path))) == {"c"}
+
+
+def test_expand_takes_a_folder_a_brace_pattern_a_glob_and_a_url(tmp_path):
+    names = write_group(tmp_path, "s", ["a", "b", "c"])
+    (tmp_path / "_tmp").mkdir(exist_ok=True)
+    (tmp_path / "_tmp" / "partial.tar").write_bytes(b"")
+    (tmp_path / "notes.txt").write_text("not a shard")
+    paths = [str(tmp_path / n) for n in names]
+    assert layout.expand(str(tmp_path)) == paths
+    assert layout.expand(str(tmp_path) + "/") == paths
+    assert layout.expand(str(tmp_path / "s-{000..001}.tar")) == paths[:2]
+    assert layout.expand(str(tmp_path / "s-00[12].tar")) == paths[1:]
+    assert layout.expand(str(tmp_path / "s-000.tar")) == paths[:1]
+    with fsspec.open("memory://layout-test/x-000.tar", "wb") as f:
+        f.write(b"")
+    try:
+        assert layout.expand("memory://layout-test/") == ["memory:///layout-test/x-000.tar"]
+    finally:
+        fsspec.filesystem("memory").rm("/layout-test", recursive=True)
+
+
+@pytest.mark.parametrize("max_bytes,max_samples", [(2047, 1), (4096, 0)])
+def test_limits_below_the_one_minimum_are_refused(max_bytes, max_samples):
+    with pytest.raises(ValueError, match="must be >="):
+        ShardLimits(max_bytes=max_bytes, max_samples=max_samples)
+    assert ShardLimits(max_bytes=2048, max_samples=1).max_bytes == 2048
