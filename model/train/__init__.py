@@ -1,0 +1,1 @@
+"""Training with Lightning: the LightningModule (`module`) and the callbacks."""
