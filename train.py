@@ -8,11 +8,17 @@ Values that data and model share are linked, never given twice: the model's size
 and `config` decide the shapes the loader produces (frame size, segments, tokens per
 sub-segment, audio frames, mel bins); the data module's tokenizer decides the model's
 vocabulary; the trainer's max_steps is the length of the learning-rate schedule.
+
+Every checkpoint is loaded and saved through model/train/checkpoint.py (`trainer.plugins` in the
+configs; installed here when a config leaves it out): weights_only=True, read afresh from its
+URL, written under a temporary name beside it and renamed. A checkpoint that cannot be loaded
+ends the command with one line naming it (exit status 1).
 """
 
 from __future__ import annotations
 
 import inspect
+import sys
 from functools import partial
 from typing import Any
 
@@ -22,6 +28,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from model.config import ModelConfig
 from model.data.datamodule import ShardDataModule
+from model.train.checkpoint import READ_ERRORS, CheckpointError, SafeCheckpointIO, unreadable
 from model.train.module import ReserveModule
 
 # DistributedDataParallel's switch for syncing buffers before forward (renamed in torch 2.13).
@@ -57,8 +64,19 @@ class MontageCLI(LightningCLI):
         parser.link_arguments("data.vocab_size", "model.vocab_size", apply_on="instantiate")
         parser.link_arguments("trainer.max_steps", "model.max_steps", schedule_steps)
 
+    def _parse_ckpt_path(self) -> None:
+        # LightningCLI reads a local checkpoint's hyperparameters before the trainer exists
+        # (torch.load with weights_only=True): its refusal reads as the plugin's one line.
+        sub = self.config.get("subcommand")
+        try:
+            super()._parse_ckpt_path()
+        except READ_ERRORS as exc:
+            raise unreadable(self.config[sub].get("ckpt_path"), exc) from None
+
     def after_instantiate_classes(self) -> None:
         strategy = self.trainer.strategy
+        if not isinstance(strategy.checkpoint_io, SafeCheckpointIO):
+            strategy.checkpoint_io = SafeCheckpointIO()
         if isinstance(strategy, DDPStrategy):
             # DDP broadcasts buffers before every forward, validation's too, and ranks run
             # different numbers of validation batches: that would hang. The model's only
@@ -71,4 +89,7 @@ def main(args: list[str] | None = None) -> MontageCLI:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except CheckpointError as exc:
+        sys.exit(f"train.py: {exc}")
