@@ -236,7 +236,10 @@ def test_fit_logs_terms_scales_lr_throughput_skips_and_retrieval_to_csv_and_tens
     assert last_value(rows, "val/n") == VAL_WINDOWS, "retrieval covers every validation window"
     assert len([r for r in rows if r.get("val/n")]) == 2, "retrieval is logged each validation"
     assert list((out / "runs" / "tensorboard").glob("version_*/events.out.tfevents.*"))
-    assert {p.name for p in (out / "runs" / "checkpoints").glob("*.ckpt")} >= {"last.ckpt", "step-0000002.ckpt"}
+    assert {p.name for p in (out / "runs" / "checkpoints").glob("*.ckpt")} >= {
+        "last.ckpt",
+        "step-0000002.ckpt",
+    }
 
 
 def test_validate_runs_on_its_own_from_a_checkpoint_and_repeats_the_last_validation(
@@ -318,7 +321,14 @@ def test_default_root_dir_alone_moves_checkpoints_and_logs_and_ckpt_path_last_fi
     from it with --ckpt_path last."""
     monkeypatch.chdir(tmp_path)
     small = ["--model.config", "{max_segments: 4}", "--data.batch_size", "3"]
-    small += ["--data.num_workers", "0", "--data.steps_per_epoch", "2", "--data.shuffle_buffer", "4"]
+    small += [
+        "--data.num_workers",
+        "0",
+        "--data.steps_per_epoch",
+        "2",
+        "--data.shuffle_buffer",
+        "4",
+    ]
     small += ["--trainer.enable_progress_bar", "false", "--trainer.num_sanity_val_steps", "0"]
     args = ["--config", str(ROOT / "configs" / "tiny.yaml"), *small]
     args += ["--data.train_shards", str(shards["train"]), "--trainer.default_root_dir", "my/run"]
