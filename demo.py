@@ -147,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
     from shards import layout, reader
     from shards.cli import main as shards_cli
 
-    out: Path = args.out
+    out: Path = args.out.resolve()  # every path handed to a subprocess is absolute
     st = Stages()
     step: Callable[[str, str], object] = st.stage
     shards_dir = build_shards(
@@ -205,8 +205,8 @@ def train(
     configs: tuple[Path, ...] = DEMO_CONFIGS,
     extra: tuple[str, ...] = (),
 ) -> int:
-    """`train.py fit` in its own process (the way users run it), logs under ``runs``."""
-    runs.mkdir(parents=True, exist_ok=True)
+    """`train.py fit` in its own process (the way users run it), with ``runs`` as its
+    default_root_dir: checkpoints/, tensorboard/ and csv/ go there."""
     cmd = [sys.executable, str(ROOT / "train.py"), "fit"]
     for config in configs:  # later files change earlier ones
         cmd += ["--config", str(config)]
@@ -214,16 +214,17 @@ def train(
         *("--data.train_shards", str(shards_dir / "train")),
         *("--data.val_shards", str(shards_dir / "heldout")),
         f"--trainer.max_steps={steps}",
+        f"--trainer.default_root_dir={runs.resolve()}",
         *extra,
     ]
     # One BLAS/OpenMP thread per process: the loader worker and the model share two cores.
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
-    return subprocess.run(cmd, cwd=runs, env=env).returncode
+    return subprocess.run(cmd, env=env).returncode
 
 
 def last_validation(runs: Path) -> dict[str, float]:
     """The last row of the CSV log that holds validation retrieval figures."""
-    files = sorted(runs.glob("runs/*/csv/version_*/metrics.csv"), key=lambda p: p.stat().st_mtime)
+    files = sorted(runs.glob("csv/version_*/metrics.csv"), key=lambda p: p.stat().st_mtime)
     if not files:
         raise SystemExit(f"no metrics.csv under {runs}")
     rows = [r for r in csv.DictReader(files[-1].open()) if r.get("val/t2v_r1")]

@@ -13,16 +13,23 @@ Every checkpoint is loaded and saved through model/train/checkpoint.py (`trainer
 configs; installed here when a config leaves it out): weights_only=True, read afresh from its
 URL, written under a temporary name beside it and renamed. A checkpoint that cannot be loaded
 ends the command with one line naming it (exit status 1).
+
+Where a run writes follows Lightning's convention: `--trainer.default_root_dir DIR` holds
+the checkpoints (DIR/checkpoints), TensorBoard (DIR/tensorboard) and CSV logs (DIR/csv).
+`logger: true` (the configs' setting) means those two loggers; a logger or checkpoint
+callback configured with its own save_dir or dirpath keeps it.
 """
 
 from __future__ import annotations
 
 import inspect
+import os
 import sys
 from functools import partial
 from typing import Any
 
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from lightning.pytorch.strategies import DDPStrategy
 from torch.nn.parallel import DistributedDataParallel
 
@@ -38,11 +45,37 @@ SYNC_BUFFERS = next(
     if k in inspect.signature(DistributedDataParallel).parameters
 )
 SHAPES = ("frame_size", "max_segments", "max_text_len", "audio_frames", "n_mels")
+# The subcommands train.py offers. `test` has no test set to run on and `predict` has no
+# output to write yet, so LightningCLI's versions of them are not offered.
+SUBCOMMANDS = ("fit", "validate")
+CHECKPOINT_CLASSES = ("lightning.pytorch.callbacks.ModelCheckpoint",)
 
 
 def model_field(name: str, size: str, config: dict[str, Any] | None) -> Any:
     """One field of the ModelConfig that `model.size` and `model.config` describe."""
     return getattr(ModelConfig.from_name(size, **(config or {})), name)
+
+
+def output_root(trainer: Any) -> str:
+    """Where a run writes: ``trainer.default_root_dir``, else the working directory (as
+    Lightning does)."""
+    return os.fspath(trainer.get("default_root_dir") or os.getcwd())
+
+
+def default_loggers(root: str) -> list[Logger]:
+    """What `logger: true` means here: TensorBoard and CSV logs under the run's root."""
+    return [TensorBoardLogger(root, name="tensorboard"), CSVLogger(root, name="csv")]
+
+
+def place_checkpoints(trainer: Any) -> None:
+    """Checkpoint callbacks with no dirpath write to ``<default_root_dir>/checkpoints``
+    (Lightning would put them under a logger's versioned folder, where `--ckpt_path last`
+    of the next run would not look)."""
+    root = output_root(trainer)
+    for spec in trainer.callbacks or []:
+        init = getattr(spec, "init_args", None)
+        if spec.class_path in CHECKPOINT_CLASSES and init is not None and init.dirpath is None:
+            init.dirpath = os.path.join(root, "checkpoints")
 
 
 def schedule_steps(max_steps: int) -> int | None:
@@ -72,6 +105,21 @@ class MontageCLI(LightningCLI):
             super()._parse_ckpt_path()
         except READ_ERRORS as exc:
             raise unreadable(self.config[sub].get("ckpt_path"), exc) from None
+
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        offered = LightningCLI.subcommands()
+        return {name: offered[name] for name in SUBCOMMANDS}
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        place_checkpoints(config.trainer)
+
+    def instantiate_trainer(self, **kwargs: Any) -> Any:
+        trainer = self._get(self.config_init, "trainer", default={})
+        if trainer.get("logger") in (None, True):
+            kwargs.setdefault("logger", default_loggers(output_root(trainer)))
+        return super().instantiate_trainer(**kwargs)
 
     def after_instantiate_classes(self) -> None:
         strategy = self.trainer.strategy

@@ -52,7 +52,7 @@ def parse_run(text: str) -> tuple[str, tuple[Path, ...]]:
 
 def validation_rows(runs: Path) -> list[dict[str, float]]:
     """Every CSV row with validation retrieval figures, in step order (newest log)."""
-    files = sorted(runs.glob("runs/*/csv/version_*/metrics.csv"), key=lambda p: p.stat().st_mtime)
+    files = sorted(runs.glob("csv/version_*/metrics.csv"), key=lambda p: p.stat().st_mtime)
     if not files:
         raise SystemExit(f"no metrics.csv under {runs}")
     rows = [r for r in csv.DictReader(files[-1].open()) if r.get("val/t2v_r1")]

@@ -240,10 +240,15 @@ def test_a_fit_killed_while_saving_last_ckpt_keeps_the_previous_one_and_resumes_
 
     assert done.returncode == -signal.SIGXFSZ, done.stderr[-3000:]
     assert files_under(other_tmpdir) == [], "a checkpoint went through $TMPDIR"
-    names = sorted(p.name for p in (out / "ckpt").iterdir())
+    names = sorted(p.name for p in (out / "runs" / "checkpoints").iterdir())
     assert names[0] == "last.ckpt" and len(names) == 2 and TMP_MARK in names[1], names
-    assert (out / "ckpt" / names[1]).stat().st_size == LIMIT, "killed in the middle of the write"
-    assert torch.load(out / "ckpt" / "last.ckpt", weights_only=True)["global_step"] == 2
+    assert (out / "runs" / "checkpoints" / names[1]).stat().st_size == LIMIT, (
+        "killed in the middle of the write"
+    )
+    assert (
+        torch.load(out / "runs" / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
+        == 2
+    )
 
     resumed = tiny_config(out, every=2, callbacks=[recorder(out / "keys")])
     cli = main(["fit", "--config", str(resumed), *args, "--ckpt_path", "last"])

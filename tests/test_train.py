@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -48,10 +49,9 @@ def tiny_config(out: Path, every: int = 2, callbacks: list[dict] | None = None) 
     """configs/tiny.yaml with outputs under `out`, small test windows and fast settings."""
     cfg = yaml.safe_load((ROOT / "configs" / "tiny.yaml").read_text())
     trainer = cfg["trainer"]
-    for logger in trainer["logger"]:
-        logger["init_args"]["save_dir"] = str(out / "runs")
+    trainer["default_root_dir"] = str(out / "runs")  # checkpoints/, tensorboard/, csv/
     (ckpt,) = [c for c in trainer["callbacks"] if c["class_path"].endswith("ModelCheckpoint")]
-    ckpt["init_args"].update(dirpath=str(out / "ckpt"), every_n_train_steps=every)
+    ckpt["init_args"].update(every_n_train_steps=every)
     trainer["callbacks"] += callbacks or []
     trainer.update(enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=1)
     cfg["model"].update(config={"max_segments": 4}, warmup_steps=2)
@@ -145,8 +145,24 @@ def test_demo_config_changes_tiny_and_keeps_its_own_outputs():
     assert (demo.data.max_segments, demo.data.batch_size) == (4, 16)
     for cfg, name in ((demo, "demo"), (tiny, "tiny")):  # lists are replaced, not appended to
         (ckpt,) = [c for c in cfg.trainer.callbacks if c.class_path.endswith("ModelCheckpoint")]
-        assert ckpt.init_args.dirpath == f"runs/{name}/checkpoints"
-        assert {lg.init_args.save_dir for lg in cfg.trainer.logger} == {f"runs/{name}"}
+        assert cfg.trainer.default_root_dir == f"runs/{name}"
+        assert ckpt.init_args.dirpath == f"runs/{name}/checkpoints", "placed under the root"
+        assert cfg.trainer.logger is True  # TensorBoard + CSV under default_root_dir
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_no_shipped_config_names_an_output_path_that_default_root_dir_would_not_move(path):
+    def keys(node):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                yield key
+                yield from keys(value)
+        elif isinstance(node, list):
+            for value in node:
+                yield from keys(value)
+
+    named = {"dirpath", "save_dir", "log_dir"} & set(keys(yaml.safe_load(path.read_text())))
+    assert not named, f"{path.name} names {named}"
 
 
 def test_all_three_configs_ship():
@@ -220,7 +236,10 @@ def test_fit_logs_terms_scales_lr_throughput_skips_and_retrieval_to_csv_and_tens
     assert last_value(rows, "val/n") == VAL_WINDOWS, "retrieval covers every validation window"
     assert len([r for r in rows if r.get("val/n")]) == 2, "retrieval is logged each validation"
     assert list((out / "runs" / "tensorboard").glob("version_*/events.out.tfevents.*"))
-    assert {p.name for p in (out / "ckpt").glob("*.ckpt")} >= {"last.ckpt", "step-0000002.ckpt"}
+    assert {p.name for p in (out / "runs" / "checkpoints").glob("*.ckpt")} >= {
+        "last.ckpt",
+        "step-0000002.ckpt",
+    }
 
 
 def test_validate_runs_on_its_own_from_a_checkpoint_and_repeats_the_last_validation(
@@ -236,7 +255,7 @@ def test_validate_runs_on_its_own_from_a_checkpoint_and_repeats_the_last_validat
             "--data.val_shards",
             str(shards["val"]),  # no train_shards: validation needs none
             "--ckpt_path",
-            str(out / "ckpt" / "last.ckpt"),
+            str(out / "runs" / "checkpoints" / "last.ckpt"),
         ]
     )
     metrics = cli.trainer.callback_metrics
@@ -277,7 +296,7 @@ def test_resume_from_last_checkpoint_sees_exactly_the_samples_the_interrupted_ru
     first = tiny_config(cut, every=3, callbacks=[recorder(cut / "before"), interrupt])
     with pytest.raises(Interrupted):
         main(["fit", "--config", str(first), *args])
-    state = torch.load(cut / "ckpt" / "last.ckpt", weights_only=False)
+    state = torch.load(cut / "runs" / "checkpoints" / "last.ckpt", weights_only=False)
     assert state["global_step"] == 6 and state["ShardDataModule"]["consumed"] == 2
     second = tiny_config(cut, every=3, callbacks=[recorder(cut / "after")])
     cli = main(["fit", "--config", str(second), *args, "--ckpt_path", "last"])
@@ -292,6 +311,51 @@ def test_resume_from_last_checkpoint_sees_exactly_the_samples_the_interrupted_ru
     assert cli.trainer.global_step == end_of(cut / "after")["step"] == 10
     # same data, masks, optimizer and schedule state: the same weights, bit for bit
     assert end_of(cut / "after")["weights"] == end_of(tmp_path / "whole")["weights"]
+
+
+def test_default_root_dir_alone_moves_checkpoints_and_logs_and_ckpt_path_last_finds_them(
+    shards, tmp_path, monkeypatch
+):
+    """The shipped tiny.yaml, run from another working directory with a relative
+    --trainer.default_root_dir: every output lands under it, and a second run resumes
+    from it with --ckpt_path last."""
+    monkeypatch.chdir(tmp_path)
+    small = ["--model.config", "{max_segments: 4}", "--data.batch_size", "3"]
+    small += [
+        "--data.num_workers",
+        "0",
+        "--data.steps_per_epoch",
+        "2",
+        "--data.shuffle_buffer",
+        "4",
+    ]
+    small += ["--trainer.enable_progress_bar", "false", "--trainer.num_sanity_val_steps", "0"]
+    args = ["--config", str(ROOT / "configs" / "tiny.yaml"), *small]
+    args += ["--data.train_shards", str(shards["train"]), "--trainer.default_root_dir", "my/run"]
+    main(["fit", *args, "--trainer.max_steps", "2"])
+    root = tmp_path / "my" / "run"
+    assert (root / "checkpoints" / "last.ckpt").is_file()
+    assert list((root / "tensorboard").glob("version_0/events.out.tfevents.*"))
+    assert (root / "csv" / "version_0" / "hparams.yaml").is_file()
+    assert not (tmp_path / "runs").exists(), "nothing is written where the config named"
+    cli = main(["fit", *args, "--trainer.max_steps", "4", "--ckpt_path", "last"])
+    assert cli.trainer.global_step == 4
+    state = torch.load(root / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert state["global_step"] == 4, "resumed from step 2, not started again"
+
+
+def test_train_offers_only_the_subcommands_that_work():
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), "--help"], capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    assert "fit" in out.stdout and "validate" in out.stdout
+    assert "predict" not in out.stdout and "{fit,validate}" in out.stdout
+    bad = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), "test"], capture_output=True, text=True
+    )
+    assert bad.returncode == 2
+    assert "Traceback" not in bad.stderr and "test" in bad.stderr
 
 
 # ----------------------------------------------------------------------------- bad samples
@@ -350,7 +414,7 @@ def test_two_nodes_read_disjoint_shards_run_equal_steps_and_end_with_equal_weigh
     ends = [end_of(out / "keys", rank) for rank in (0, 1)]
     assert ends[0]["step"] == ends[1]["step"] == 4
     assert ends[0]["weights"] == ends[1]["weights"], "replicas end with equal weights"
-    saved = torch.load(out / "ckpt" / "last.ckpt", weights_only=False)
+    saved = torch.load(out / "runs" / "checkpoints" / "last.ckpt", weights_only=False)
     assert saved["global_step"] == 4 and weights_digest(saved["state_dict"]) == ends[0]["weights"]
     rows = logged(out / "runs")
     assert last_value(rows, "val/n") == len(val), "retrieval gathers both ranks' windows"

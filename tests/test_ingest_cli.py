@@ -1,0 +1,50 @@
+"""`python -m ingest run` as a user runs it: a process whose exit status is the run's result."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ingest.localserve import LocalServer
+from tests import mediagen
+from tests.test_pipeline import DURATION_S, write_config
+
+REPO = Path(__file__).resolve().parent.parent
+RUNS = 20  # the abort this guards against came about once in 20 runs
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """One good video, a 404, a truncated mp4 and a hostile id, served on loopback."""
+    root = tmp_path_factory.mktemp("cli")
+    media = root / "media"
+    media.mkdir()
+    mediagen.make_video(media / "good.mp4", DURATION_S, audio="speech", width=320, height=180)
+    mediagen.write_auto_vtt(media / "good.en.vtt", mediagen.make_words(DURATION_S, seed=1))
+    mediagen.truncate(media / "good.mp4", media / "trunc.mp4")
+    shutil.copy(media / "good.en.vtt", media / "trunc.en.vtt")
+    with LocalServer(media) as server:
+        urls = [server.url(n) for n in ("good.mp4", "missing.mp4", "trunc.mp4")]
+        (root / "in.txt").write_text("\n".join([*urls, "'; rm -rf / #"]) + "\n")
+        yield root, write_config(root / "pipelines.yaml")
+
+
+def run(root: Path, config: Path, out: Path) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "ingest", "run", "--config", str(config)]
+    cmd += ["--input", str(root / "in.txt"), "--output", str(out)]
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.slow
+def test_every_run_of_a_mixed_list_exits_0_after_writing_its_rows(served, tmp_path):
+    root, config = served
+    codes = []
+    for i in range(RUNS):
+        done = run(root, config, tmp_path / f"out{i}")
+        codes.append(done.returncode)
+        assert "4 videos" in done.stdout, done.stdout + done.stderr[-2000:]
+    assert codes == [0] * RUNS, f"exit statuses {codes}"
