@@ -5,7 +5,7 @@ and weights the losses (an objective is on when its `weight` is above zero). Bot
 plain typed dataclasses so LightningCLI / jsonargparse can fill them from YAML.
 
 Presets: `tiny` (a CPU trains it in minutes), `base` and `large` (MERLOT Reserve's
-widths and depths, DESIGN.md section 3).
+widths and depths, docs/DESIGN.md section 3).
 """
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 
+# Audio sub-segments per segment: fixed by the sample format (docs/DESIGN.md section 2).
+from shards.schema import SUBSEGMENTS as SUBSEGMENTS
+
 PAD_ID = 0  # text padding token id; never attended to
 MASK_ID = 1  # text MASK token id; replaces a masked sub-segment's words in the joint input
-
-SUBSEGMENTS = 3  # audio sub-segments per segment (DESIGN.md section 2)
 
 
 @dataclass

@@ -10,14 +10,14 @@ import sys
 import fsspec
 import pytest
 
+from devtools.samples import make_sample
 from shards import manifest, reader
 from shards.__main__ import main
 from shards.inspection import _union_ms, format_report, inspect_shards
 from shards.locate import LocateError, locate
 from shards.manifest import ManifestRow
 from shards.writer import ShardWriter
-from tests.real_shards import RealOutput, real_output
-from tests.samples import make_sample
+from tests.helpers import RealOutput, real_output
 
 
 @pytest.fixture(scope="module")

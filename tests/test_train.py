@@ -15,13 +15,12 @@ from lightning.pytorch.callbacks import Callback
 
 from model.callbacks import weights_digest
 from model.config import ModelConfig
-from tests.nodes import ROOT, run_two_nodes
-from tests.test_data import write_corrupt_shard, write_shards
+from tests.helpers import ROOT, run_two_nodes, write_corrupt_shard, write_shards
 from train import SHAPES, MontageCLI, main
 
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
 PRESET_CONFIGS = [p for p in CONFIGS if p.stem in ("tiny", "base", "large")]
-VAL_WINDOWS = 2 * 2 * 3  # val shards x videos per shard x windows per video (test_data)
+VAL_WINDOWS = 2 * 2 * 3  # val shards x videos per shard x windows per video (helpers)
 DIRECTION_METRICS = ("r1", "r5", "r10", "medr")
 
 

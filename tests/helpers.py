@@ -1,8 +1,15 @@
-"""An output folder made by the real per-video core, shared by the shard-tool tests.
+"""Helpers shared by several test files (test files never import one another).
 
-Built once per test session (the first call of :func:`real_output`): generated
-media through ``ingest.core.process_video``, written with ``ShardWriter``, rows
-for the failures written as the pipeline writes them, then consolidated:
+- loopback two-node launches (``run_two_nodes``) for the DDP tests;
+- training shards of synthetic samples (``write_shards``, ``write_corrupt_shard``);
+- a test-sized ``pipelines.yaml`` (``write_config``);
+- ``real_output``: an output folder made by the real per-video core, shared by the
+  shard-tool tests, and helpers that damage copies of it.
+
+The real output is built once per test session (the first call of
+:func:`real_output`): generated media through ``ingest.core.process_video``, written
+with ``ShardWriter``, rows for the failures written as the pipeline writes them, then
+consolidated:
 
 - ``speech``: 22 s with speech-like audio and ASR captions -> 2 windows
 - ``silent``: 12 s without an audio stream, manual captions -> 1 window (no mel)
@@ -19,22 +26,126 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
+import socket
+import subprocess
 import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
+from devtools import mediagen
+from devtools.samples import make_sample
 from ingest.config import CoreConfig, FilterConfig, SegmentConfig
 from ingest.core import VideoFailure, VideoSource, process_video
 from shards import manifest
 from shards.manifest import ManifestRow
-from shards.writer import ShardLimits, ShardWriter
-from tests import mediagen
+from shards.writer import ShardLimits, ShardWriter, encode_video
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# --- two nodes on loopback ---
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def run_two_nodes(cmd: list[str], cwd: Path, timeout: float, **env: str) -> list[str]:
+    """Start ``cmd`` twice (MASTER_ADDR/PORT, NODE_RANK, WORLD_SIZE=2, PYTHONPATH set, plus
+    ``env``), wait for both, fail with their output unless both exit 0; their logs."""
+    port = free_port()
+    procs = []
+    for node in (0, 1):
+        node_env = dict(
+            os.environ,
+            MASTER_ADDR="127.0.0.1",
+            MASTER_PORT=str(port),
+            NODE_RANK=str(node),
+            WORLD_SIZE="2",
+            PYTHONPATH=str(ROOT),
+            **env,
+        )
+        procs.append(
+            subprocess.Popen(
+                cmd, cwd=cwd, env=node_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+            )
+        )
+    try:
+        logs = [p.communicate(timeout=timeout)[0].decode() for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    assert all(p.returncode == 0 for p in procs), "\n".join(log[-3000:] for log in logs)
+    return logs
+
+
+# --- training shards of synthetic samples ---
+
+SEGMENTS = 3  # windows in the test shards are shorter than max_segments: padding is exercised
+VIDEOS_PER_SHARD = 2
+WINDOWS = 3  # per video
+
+
+def write_shards(out, n_shards: int, prefix: str = "train") -> dict[str, int]:
+    """n_shards shards of VIDEOS_PER_SHARD videos x WINDOWS windows; returns key -> shard index."""
+    where = {}
+    limits = ShardLimits(max_samples=VIDEOS_PER_SHARD * WINDOWS)
+    with ShardWriter(str(out), prefix, limits) as writer:
+        for v in range(n_shards * VIDEOS_PER_SHARD):
+            vid = f"{prefix}{v:03d}"
+            samples = [make_sample(vid, w, segments=SEGMENTS) for w in range(WINDOWS)]
+            writer.add_video(samples, ManifestRow(video_id=vid, url="u", status="ok"))
+            for s in samples:
+                where[s.key] = v // VIDEOS_PER_SHARD
+    return where
+
+
+def write_corrupt_shard(path) -> tuple[list[str], list[str]]:
+    """A shard with 4 good samples, one with a garbage mel and one without its 01.jpg."""
+    good = [make_sample("good", w, segments=SEGMENTS) for w in range(4)]
+    bad_mel = make_sample("badmel", 0, segments=SEGMENTS)
+    no_jpg = make_sample("nojpg", 0, segments=SEGMENTS)
+    members = encode_video(good[:2])
+    members += [
+        (n, b"garbage" if n.endswith(".mel.npy") else d) for n, d in encode_video([bad_mel])
+    ]
+    members += encode_video(good[2:])
+    members += [(n, d) for n, d in encode_video([no_jpg]) if not n.endswith(".01.jpg")]
+    with tarfile.open(path, "w") as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return [s.key for s in good], [bad_mel.key, no_jpg.key]
+
+
+# --- pipelines.yaml for the ingest tests ---
+
+
+def write_config(path: Path, **download) -> Path:
+    """The repo's pipelines.yaml with test-sized windows and filters."""
+    cfg = yaml.safe_load((ROOT / "pipelines.yaml").read_text())
+    ing = cfg["ingest"]
+    ing["segments"].update(window_segments=2, window_stride=2, min_segments=1)
+    ing["filters"].update(min_words_per_window=5)
+    ing["download"].update(backoff_s=0.05, backoff_max_s=0.2, socket_timeout_s=10, **download)
+    ing["shards"].update(videos_per_group=2, min_groups=2)
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+# --- the real output folder ---
 
 CFG = CoreConfig(
     filters=FilterConfig(min_words_per_window=5),
-    segments=SegmentConfig(window_segments=2, window_stride=2),
+    segments=SegmentConfig(window_segments=2, window_stride=2, min_segments=1),
 )
 TITLES = {
     "speech": "How to fold a paper crane, step by step",
