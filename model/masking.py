@@ -4,7 +4,7 @@ Everything here is a pure function of its inputs and a `torch.Generator`: the sa
 inputs and seed give the same masks, inputs are never modified, and the loader may call
 `span_masks` itself and put the result in `Batch.masks` (the model draws them otherwise).
 
-Span masks (MERLOT Reserve, DESIGN.md section 3). Per sample, `mask_rate` (25%) of the
+Span masks (MERLOT Reserve, docs/DESIGN.md section 3). Per sample, `mask_rate` (25%) of the
 real sub-segments are MASKed, split between two views of the joint encoder:
 
 - text view (frames + words): `text_view` sub-segments have their words replaced by one
