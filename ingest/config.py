@@ -57,6 +57,11 @@ def _check(cond: bool, msg: str) -> None:
         raise ConfigError(msg)
 
 
+def _require(settings: object, name: str, ok: bool, rule: str) -> None:
+    """Raise "NAME RULE, got VALUE" unless ok (the caller prefixes the section)."""
+    _check(ok, f"{name} {rule}, got {getattr(settings, name)!r}")
+
+
 # --- the per-video core -------------------------------------------------------------
 
 
@@ -70,14 +75,11 @@ class SegmentConfig:
     min_segments: int = 4  # a trailing partial window is kept if it has at least this many
 
     def __post_init__(self) -> None:
-        _check(self.segment_ms > 0, f"segment_ms must be > 0, got {self.segment_ms}")
-        _check(self.window_segments > 0, f"window_segments must be > 0, got {self.window_segments}")
-        _check(self.window_stride > 0, f"window_stride must be > 0, got {self.window_stride}")
-        _check(
-            1 <= self.min_segments <= self.window_segments,
-            f"min_segments must be in [1, window_segments={self.window_segments}], "
-            f"got {self.min_segments}",
-        )
+        _require(self, "segment_ms", self.segment_ms > 0, "must be > 0")
+        _require(self, "window_segments", self.window_segments > 0, "must be > 0")
+        _require(self, "window_stride", self.window_stride > 0, "must be > 0")
+        within = 1 <= self.min_segments <= self.window_segments
+        _require(self, "min_segments", within, f"must be in [1, {self.window_segments}]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,16 +96,11 @@ class AudioConfig:
     quantile: float = 0.99  # uint8 scale = 255 / max(quantile(mel), 1)
 
     def __post_init__(self) -> None:
-        _check(self.sample_rate > 0, f"sample_rate must be > 0, got {self.sample_rate}")
-        _check(self.n_fft > 0, f"n_fft must be > 0, got {self.n_fft}")
-        _check(self.hop_length > 0, f"hop_length must be > 0, got {self.hop_length}")
-        _check(self.n_mels > 0, f"n_mels must be > 0, got {self.n_mels}")
-        _check(0 <= self.fmin < self.fmax, f"fmin must be in [0, fmax), got {self.fmin}")
-        _check(
-            self.fmax <= self.sample_rate / 2, f"fmax must be <= sample_rate / 2, got {self.fmax}"
-        )
-        _check(self.log_offset > 0, f"log_offset must be > 0, got {self.log_offset}")
-        _check(0 < self.quantile <= 1, f"quantile must be in (0, 1], got {self.quantile}")
+        for name in ("sample_rate", "n_fft", "hop_length", "n_mels", "log_offset"):
+            _require(self, name, getattr(self, name) > 0, "must be > 0")
+        _require(self, "fmin", 0 <= self.fmin < self.fmax, "must be in [0, fmax)")
+        _require(self, "fmax", self.fmax <= self.sample_rate / 2, "must be <= sample_rate / 2")
+        _require(self, "quantile", 0 < self.quantile <= 1, "must be in (0, 1]")
 
     def frames_per_segment(self, segment_ms: int) -> int:
         """Mel frames of one segment: centred STFT gives 1 + samples // hop."""
@@ -122,18 +119,11 @@ class FrameConfig:
     black_threshold: int = 24  # luma at or below this counts as black (0..255)
 
     def __post_init__(self) -> None:
-        _check(self.short_side > 0, f"short_side must be > 0, got {self.short_side}")
-        _check(
-            self.max_long_side >= self.short_side,
-            f"max_long_side must be >= short_side, got {self.max_long_side}",
-        )
-        _check(
-            1 <= self.jpeg_quality <= 95, f"jpeg_quality must be in 1..95, got {self.jpeg_quality}"
-        )
-        _check(
-            0 <= self.black_threshold < 255,
-            f"black_threshold must be in 0..254, got {self.black_threshold}",
-        )
+        _require(self, "short_side", self.short_side > 0, "must be > 0")
+        long_ok = self.max_long_side >= self.short_side
+        _require(self, "max_long_side", long_ok, "must be >= short_side")
+        _require(self, "jpeg_quality", 1 <= self.jpeg_quality <= 95, "must be in 1..95")
+        _require(self, "black_threshold", 0 <= self.black_threshold < 255, "must be in 0..254")
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,15 +136,10 @@ class FilterConfig:
     require_captions: bool = True
 
     def __post_init__(self) -> None:
-        _check(
-            self.max_duration_s is None or self.max_duration_s > 0,
-            f"max_duration_s must be > 0 or null, got {self.max_duration_s}",
-        )
-        _check(
-            self.min_words_per_window is None or self.min_words_per_window >= 0,
-            f"min_words_per_window must be >= 0 or null, got {self.min_words_per_window}",
-        )
-        _check(self.words_window_s > 0, f"words_window_s must be > 0, got {self.words_window_s}")
+        limit, words = self.max_duration_s, self.min_words_per_window
+        _require(self, "max_duration_s", limit is None or limit > 0, "must be > 0 or null")
+        _require(self, "min_words_per_window", words is None or words >= 0, "must be >= 0 or null")
+        _require(self, "words_window_s", self.words_window_s > 0, "must be > 0")
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,18 +174,11 @@ class DownloadConfig:
         langs_ok = bool(self.caption_langs) and all(
             re.fullmatch(r"[A-Za-z]{2,3}", x) for x in self.caption_langs
         )
-        _check(self.max_height > 0, f"max_height must be > 0, got {self.max_height}")
-        _check(langs_ok, f"caption_langs must be language codes, got {self.caption_langs!r}")
-        _check(self.retries >= 0, f"retries must be >= 0, got {self.retries}")
-        _check(self.backoff_s >= 0, f"backoff_s must be >= 0, got {self.backoff_s}")
-        _check(self.backoff_max_s >= 0, f"backoff_max_s must be >= 0, got {self.backoff_max_s}")
-        _check(
-            self.socket_timeout_s > 0, f"socket_timeout_s must be > 0, got {self.socket_timeout_s}"
-        )
-        _check(
-            self.sleep_interval_s >= 0,
-            f"sleep_interval_s must be >= 0, got {self.sleep_interval_s}",
-        )
+        _require(self, "max_height", self.max_height > 0, "must be > 0")
+        _require(self, "caption_langs", langs_ok, "must be language codes such as en")
+        for name in ("retries", "backoff_s", "backoff_max_s", "sleep_interval_s"):
+            _require(self, name, getattr(self, name) >= 0, "must be >= 0")
+        _require(self, "socket_timeout_s", self.socket_timeout_s > 0, "must be > 0")
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,11 +191,8 @@ class ShardConfig:
     min_groups: int = 8  # at least this many groups (parallelism) when there are videos enough
 
     def __post_init__(self) -> None:
-        _check(
-            self.videos_per_group >= 1,
-            f"videos_per_group must be >= 1, got {self.videos_per_group}",
-        )
-        _check(self.min_groups >= 1, f"min_groups must be >= 1, got {self.min_groups}")
+        for name in ("videos_per_group", "min_groups"):
+            _require(self, name, getattr(self, name) >= 1, "must be >= 1")
         _ = self.limits  # the writer's own check of max_bytes and max_samples
 
     @property
