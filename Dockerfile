@@ -19,6 +19,9 @@ RUN apt-get update \
 ENV OPENBLAS_NUM_THREADS=1
 
 WORKDIR /opt/montage
+# The production packages only: devtools/, tests/ and bench/ never enter the image
+# (.dockerignore keeps them out of the build context too). ingest/pipelines.yaml links
+# to the top-level file; the installed package carries its content.
 COPY pyproject.toml README.md pipelines.yaml ./
 COPY ingest ./ingest
 COPY shards ./shards
@@ -26,6 +29,7 @@ COPY model ./model
 # The ingest side only: the pins in pyproject.toml, no torch.
 RUN pip install --no-cache-dir . \
     && python -c "import apache_beam, yt_dlp, webvtt, librosa, ingest.pipeline" \
+    && cd / && python -c "from ingest import config; config.load()" \
     && ffprobe -version >/dev/null
 
 # Warm librosa's numba cache so each worker's first mel is not a 20 s compile.

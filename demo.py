@@ -95,9 +95,9 @@ def build_shards(
     """
     from tqdm import tqdm
 
+    from devtools.demo_corpus import generate_corpus, write_inputs
+    from devtools.localserve import LocalServer
     from ingest import __main__ as ingest_cli
-    from ingest.demo_corpus import generate_corpus, write_inputs
-    from ingest.localserve import LocalServer
 
     corpus_dir, shards_dir = out / "corpus", out / "shards"
     with st.stage(

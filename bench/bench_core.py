@@ -232,23 +232,6 @@ def worker(variant: str, video: Path) -> dict[str, Any]:
     }
 
 
-def ensure_video(cache: Path, seconds: int) -> Path:
-    """The cached speech video of ``seconds`` (and its ASR captions), made if missing."""
-    from tests.mediagen import make_video, make_words, write_auto_vtt
-
-    cache.mkdir(parents=True, exist_ok=True)
-    video = cache / f"speech-{seconds}s.mp4"
-    if not video.exists():
-        print(f"generating {video} ...", flush=True)
-        partial = cache / f".partial-{seconds}s.mp4"
-        make_video(partial, float(seconds), audio="speech", fps=25, gop_s=2.0)
-        partial.rename(video)
-    captions = video.with_suffix(".en.vtt")
-    if not captions.exists():
-        write_auto_vtt(captions, make_words(float(seconds), seed=seconds))
-    return video
-
-
 def run_worker(variant: str, video: Path) -> dict[str, Any]:
     cmd = [
         sys.executable,
@@ -299,7 +282,10 @@ def main() -> None:
             variants.append("e2e")
     results: dict[str, Any] = {"machine": _machine(), "repeats": args.repeats, "videos": {}}
     for minutes in args.minutes:
-        video = ensure_video(args.cache, minutes * 60)
+        from devtools.mediagen import cached_speech_video
+
+        print(f"preparing the {minutes}-minute test video in {args.cache} ...", flush=True)
+        video = cached_speech_video(args.cache, minutes * 60)
         runs: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
         for repeat in range(args.repeats):
             for variant in variants:  # interleaved, so drifting machine load hits both

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_inspect.py [--samples 300] [--segments 16] [--out bench.json]
 
-Writes synthetic samples (``tests.samples.make_sample`` with realistic frames:
+Writes synthetic samples (``devtools.samples.make_sample`` with realistic frames:
 smooth 512x288 JPEGs of about the size real frames have, 16 segments, a
 uint8 mel) into shards with ``ShardWriter``, then times, in this process, the
 median of ``--runs`` runs of:
@@ -38,12 +38,12 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from devtools.samples import make_sample
 from shards.cli.inspection import inspect_shards
 from shards.cli.locate import locate
 from shards.cli.verify import default_workers, verify_shards
 from shards.manifest import ManifestRow, consolidate
 from shards.writer import ShardLimits, ShardWriter
-from tests.samples import make_sample
 
 log = logging.getLogger("bench_inspect")
 

@@ -32,12 +32,12 @@ from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script too
 
+from devtools.samples import PARAMS
 from model.data.datamodule import ShardDataModule
 from shards import schema
 from shards.layout import expand
 from shards.manifest import ManifestRow
 from shards.writer import ShardLimits, ShardWriter
-from tests.samples import PARAMS
 
 SEGMENTS = 16
 WORDS = [
@@ -65,9 +65,9 @@ def video_frames(n: int, tmp: Path) -> list[bytes] | None:
     """n JPEGs (512x288) of a generated video through the ingest frame extractor, or None."""
     if shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None:
         return None
+    from devtools.mediagen import make_video
     from ingest.config import FrameConfig
     from ingest.media import extract_frames
-    from tests.mediagen import make_video
 
     path = make_video(tmp / "bench.mp4", duration_s=n * 0.5 + 1, audio=None)
     return extract_frames(path, [250 + 500 * i for i in range(n)], FrameConfig())

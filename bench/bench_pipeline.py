@@ -31,11 +31,18 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_core import ensure_video, run_worker  # noqa: E402
+from devtools.localserve import LocalServer  # noqa: E402
+from devtools.mediagen import cached_speech_video  # noqa: E402
 
-from ingest.localserve import LocalServer  # noqa: E402
+
+def floor_cpu(video: Path) -> float:
+    """CPU seconds of bench_core.py's floor (bare ffmpeg + librosa) on ``video``, run as a program."""
+    cmd = [sys.executable, str(ROOT / "bench" / "bench_core.py"), "--worker", "floor"]
+    done = subprocess.run(
+        [*cmd, "--video", str(video)], check=True, stdout=subprocess.PIPE, text=True, cwd=ROOT
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])["cpu_total"]
 
 
 def children_cpu() -> float:
@@ -82,9 +89,10 @@ def main() -> None:
     p.add_argument("--out", type=Path)
     args = p.parse_args()
 
-    video = ensure_video(args.cache, 120)
+    print(f"preparing the 2-minute test video in {args.cache} ...", flush=True)
+    video = cached_speech_video(args.cache, 120)
     minutes = 2.0
-    floor_runs = [run_worker("floor", video)["cpu_total"] for _ in range(args.repeats)]
+    floor_runs = [floor_cpu(video) for _ in range(args.repeats)]
     floor_cpu_per_min = statistics.median(floor_runs) / minutes
 
     results: dict[str, dict[str, float]] = {}

@@ -35,7 +35,11 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     run.add_argument("--input", required=True, help="list of ids/URLs (.txt, .csv, .tsv, .parquet)")
     run.add_argument("--output", required=True, help="output folder or URL (gs://, s3://)")
     run.add_argument("--profile", default="local", help="runner profile in pipelines.yaml")
-    run.add_argument("--config", default=None, help="pipelines.yaml to use (default: the repo's)")
+    run.add_argument(
+        "--config",
+        default=None,
+        help="pipelines.yaml to use (default: the one shipped with ingest)",
+    )
     run.add_argument(
         "--retry-failed", action="store_true", help="rerun only videos whose row failed"
     )
@@ -80,12 +84,12 @@ def main(argv: list[str] | None = None) -> int:
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from ingest import profiles
+    from ingest import config
     from ingest.pipeline import build_pipeline
     from shards.manifest import new_run_id
 
     try:
-        settings = profiles.load(args.config or profiles.DEFAULT_PATH, args.overrides)
+        settings = config.load(args.config, args.overrides)
         pipeline_args = settings.profile(args.profile).pipeline_args(beam_args)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)  # noqa: T201

@@ -1,18 +1,51 @@
-"""Typed, validated ingest parameters.
+"""Ingest settings: `pipelines.yaml` loaded once into typed, validated dataclasses.
 
-Every number the per-video core uses lives here, with the defaults of MERLOT
-Reserve's released pipeline (see DESIGN.md section 2). `pipelines.yaml` is
-loaded into these dataclasses once (``ingest.profiles``); nothing else reads
-raw YAML or dicts.
+The file has two sections. ``ingest`` holds every number of the per-video core
+(``segments``, ``audio``, ``frames``, ``filters``, with the defaults of MERLOT
+Reserve's released pipeline, docs/DESIGN.md section 2), the downloader
+(``download``) and the shard writer (``shards``). ``profiles`` holds one entry per
+Beam runner: its ``runner``, pipeline ``options`` and the options it ``requires``.
+
+The dataclass defaults are the values of the shipped `pipelines.yaml` (a test
+checks it). That file is package data (``ingest/pipelines.yaml`` links to the
+top-level file users edit), so an installed ``ingest`` finds it without a checkout.
+Every value a user gives is checked here; a bad one raises :class:`ConfigError`
+(a ``ValueError``) whose message starts with the key's dotted name.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
+from importlib import resources
+from importlib.resources.abc import Traversable
+from pathlib import Path
 from typing import Any
+
+import yaml
+
+# Shard limits (and their minimums) are defined once, by the shard writer.
+from shards.writer import ShardLimits
+
+RUNNERS = (
+    "DirectRunner",
+    "FnApiRunner",
+    "PortableRunner",
+    "DataflowRunner",
+    "FlinkRunner",
+    "SparkRunner",
+)
+# Keys that older pipelines.yaml files have and this one does not: what to do instead.
+RETIRED_KEYS = {
+    "ingest.segments.subsegments": "sub-segments per segment are fixed at 3 by the sample "
+    "format (shards.schema.SUBSEGMENTS, which the model is built for); delete the key",
+    "ingest.download.max_duration_s": "the one duration limit is ingest.filters.max_duration_s "
+    "(checked from the info JSON before any media is fetched, and again after probing); "
+    "set that one and delete this key",
+}
 
 
 class ConfigError(ValueError):
@@ -24,25 +57,29 @@ def _check(cond: bool, msg: str) -> None:
         raise ConfigError(msg)
 
 
+def _require(settings: object, name: str, ok: bool, rule: str) -> None:
+    """Raise "NAME RULE, got VALUE" unless ok (the caller prefixes the section)."""
+    _check(ok, f"{name} {rule}, got {getattr(settings, name)!r}")
+
+
+# --- the per-video core -------------------------------------------------------------
+
+
 @dataclass(frozen=True, slots=True)
 class SegmentConfig:
-    """How a video's timeline is cut into segments, sub-segments and windows."""
+    """How a video's timeline is cut into segments and windows."""
 
     segment_ms: int = 5000  # one segment = one frame + one mel block + its words
     window_segments: int = 16  # consecutive segments per training sample (80 s)
     window_stride: int = 16  # segments between window starts (== size: no overlap)
-    subsegments: int = 3  # audio sub-segments per segment (Reserve: 3 x 60 mel frames)
-    min_segments: int = 1  # a trailing partial window is kept if it has at least this many
+    min_segments: int = 4  # a trailing partial window is kept if it has at least this many
 
     def __post_init__(self) -> None:
-        _check(self.segment_ms > 0, f"segment_ms must be > 0, got {self.segment_ms}")
-        _check(self.window_segments > 0, f"window_segments must be > 0, got {self.window_segments}")
-        _check(self.window_stride > 0, f"window_stride must be > 0, got {self.window_stride}")
-        _check(self.subsegments > 0, f"subsegments must be > 0, got {self.subsegments}")
-        _check(
-            1 <= self.min_segments <= self.window_segments,
-            f"min_segments must be in [1, window_segments], got {self.min_segments}",
-        )
+        _require(self, "segment_ms", self.segment_ms > 0, "must be > 0")
+        _require(self, "window_segments", self.window_segments > 0, "must be > 0")
+        _require(self, "window_stride", self.window_stride > 0, "must be > 0")
+        within = 1 <= self.min_segments <= self.window_segments
+        _require(self, "min_segments", within, f"must be in [1, {self.window_segments}]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,12 +96,11 @@ class AudioConfig:
     quantile: float = 0.99  # uint8 scale = 255 / max(quantile(mel), 1)
 
     def __post_init__(self) -> None:
-        _check(self.sample_rate > 0, "sample_rate must be > 0")
-        _check(self.n_fft > 0 and self.hop_length > 0, "n_fft and hop_length must be > 0")
-        _check(self.n_mels > 0, "n_mels must be > 0")
-        _check(0 <= self.fmin < self.fmax <= self.sample_rate / 2, "need 0 <= fmin < fmax <= sr/2")
-        _check(self.log_offset > 0, "log_offset must be > 0")
-        _check(0 < self.quantile <= 1, "quantile must be in (0, 1]")
+        for name in ("sample_rate", "n_fft", "hop_length", "n_mels", "log_offset"):
+            _require(self, name, getattr(self, name) > 0, "must be > 0")
+        _require(self, "fmin", 0 <= self.fmin < self.fmax, "must be in [0, fmax)")
+        _require(self, "fmax", self.fmax <= self.sample_rate / 2, "must be <= sample_rate / 2")
+        _require(self, "quantile", 0 < self.quantile <= 1, "must be in (0, 1]")
 
     def frames_per_segment(self, segment_ms: int) -> int:
         """Mel frames of one segment: centred STFT gives 1 + samples // hop."""
@@ -83,28 +119,27 @@ class FrameConfig:
     black_threshold: int = 24  # luma at or below this counts as black (0..255)
 
     def __post_init__(self) -> None:
-        _check(self.short_side > 0, "short_side must be > 0")
-        _check(self.max_long_side >= self.short_side, "max_long_side must be >= short_side")
-        _check(1 <= self.jpeg_quality <= 95, "jpeg_quality must be in 1..95")
-        _check(0 <= self.black_threshold < 255, "black_threshold must be in 0..254")
+        _require(self, "short_side", self.short_side > 0, "must be > 0")
+        long_ok = self.max_long_side >= self.short_side
+        _require(self, "max_long_side", long_ok, "must be >= short_side")
+        _require(self, "jpeg_quality", 1 <= self.jpeg_quality <= 95, "must be in 1..95")
+        _require(self, "black_threshold", 0 <= self.black_threshold < 255, "must be in 0..254")
 
 
 @dataclass(frozen=True, slots=True)
 class FilterConfig:
-    """Reserve's video filters; each can be switched off with None."""
+    """Reserve's video filters; each can be switched off with None (null in YAML)."""
 
-    max_duration_s: float | None = 20 * 60
+    max_duration_s: float | None = 1200.0  # also decides "too long" before the download
     min_words_per_window: int | None = 50  # some window of `words_window_s` must hold this many
     words_window_s: float = 30.0
     require_captions: bool = True
 
     def __post_init__(self) -> None:
-        _check(self.max_duration_s is None or self.max_duration_s > 0, "max_duration_s must be > 0")
-        _check(
-            self.min_words_per_window is None or self.min_words_per_window >= 0,
-            "min_words_per_window must be >= 0",
-        )
-        _check(self.words_window_s > 0, "words_window_s must be > 0")
+        limit, words = self.max_duration_s, self.min_words_per_window
+        _require(self, "max_duration_s", limit is None or limit > 0, "must be > 0 or null")
+        _require(self, "min_words_per_window", words is None or words >= 0, "must be >= 0 or null")
+        _require(self, "words_window_s", self.words_window_s > 0, "must be > 0")
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,16 +151,113 @@ class CoreConfig:
     frames: FrameConfig = field(default_factory=FrameConfig)
     filters: FilterConfig = field(default_factory=FilterConfig)
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> CoreConfig:
-        """Build from a plain mapping (one YAML section), rejecting unknown keys."""
-        data = dict(data or {})
-        parts: dict[str, Any] = {}
-        for f in dataclasses.fields(cls):
-            sub_cls = f.default_factory  # type: ignore[misc]
-            parts[f.name] = build_dataclass(sub_cls, data.pop(f.name, None), where=f.name)
-        _check(not data, f"unknown core config keys: {sorted(data)}")
-        return cls(**parts)
+
+# --- the downloader and the shard writer ------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DownloadConfig:
+    """yt-dlp options (the duration limit is `FilterConfig.max_duration_s`)."""
+
+    max_height: int = 360
+    prefer_manual_captions: bool = False
+    caption_langs: tuple[str, ...] = ("en",)  # each also matches <lang>-orig and <lang>-<REGION>
+    retries: int = 4  # retries after the first attempt, transient failures only
+    backoff_s: float = 2.0  # wait before retry k: backoff_s * 2**k, jittered, capped
+    backoff_max_s: float = 60.0
+    socket_timeout_s: float = 30.0
+    sleep_interval_s: float = 0.0  # yt-dlp's pause before each media download
+    cookies_file: str | None = None
+    proxy: str | None = None
+
+    def __post_init__(self) -> None:
+        langs_ok = bool(self.caption_langs) and all(
+            re.fullmatch(r"[A-Za-z]{2,3}", x) for x in self.caption_langs
+        )
+        _require(self, "max_height", self.max_height > 0, "must be > 0")
+        _require(self, "caption_langs", langs_ok, "must be language codes such as en")
+        for name in ("retries", "backoff_s", "backoff_max_s", "sleep_interval_s"):
+            _require(self, name, getattr(self, name) >= 0, "must be >= 0")
+        _require(self, "socket_timeout_s", self.socket_timeout_s > 0, "must be > 0")
+
+
+@dataclass(frozen=True, slots=True)
+class ShardConfig:
+    """Shard sizes (checked by the writer's own `ShardLimits`) and how videos are grouped."""
+
+    max_bytes: int = 1 << 30  # roll over before a shard passes this size
+    max_samples: int = 2000  # ... or this many samples (windows)
+    videos_per_group: int = 16  # videos one worker downloads and writes in sequence
+    min_groups: int = 8  # at least this many groups (parallelism) when there are videos enough
+
+    def __post_init__(self) -> None:
+        for name in ("videos_per_group", "min_groups"):
+            _require(self, name, getattr(self, name) >= 1, "must be >= 1")
+        _ = self.limits  # the writer's own check of max_bytes and max_samples
+
+    @property
+    def limits(self) -> ShardLimits:
+        try:
+            return ShardLimits(max_bytes=self.max_bytes, max_samples=self.max_samples)
+        except ValueError as exc:
+            raise ConfigError(f"max_bytes / max_samples: {exc}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class IngestConfig:
+    core: CoreConfig = field(default_factory=CoreConfig)
+    download: DownloadConfig = field(default_factory=DownloadConfig)
+    shards: ShardConfig = field(default_factory=ShardConfig)
+
+
+# --- runner profiles ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    name: str
+    runner: str
+    options: dict[str, Any]
+    requires: tuple[str, ...] = ()
+    description: str = ""
+
+    def pipeline_args(self, extra: list[str]) -> list[str]:
+        """Beam command-line flags: the profile's options, then the user's (later wins)."""
+        args = [f"--runner={self.runner}"]
+        for key, value in self.options.items():
+            if value is None:
+                continue
+            if isinstance(value, bool):
+                if value:
+                    args.append(f"--{key}")
+            elif isinstance(value, list):
+                args.extend(f"--{key}={v}" for v in value)
+            else:
+                args.append(f"--{key}={value}")
+        args.extend(extra)
+        given = {a.split("=", 1)[0].lstrip("-") for a in args if a.startswith("--")}
+        missing = [r for r in self.requires if r not in given]
+        if missing:
+            flags = " ".join(f"--{m}=..." for m in missing)
+            raise ConfigError(
+                f"profile {self.name!r} ({self.runner}) needs {', '.join(missing)}: "
+                f"pass {flags} or set them under profiles.{self.name}.options in pipelines.yaml"
+            )
+        return args
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    ingest: IngestConfig
+    profiles: dict[str, Profile]
+
+    def profile(self, name: str) -> Profile:
+        if name not in self.profiles:
+            raise ConfigError(f"no profile {name!r}; known: {sorted(self.profiles)}")
+        return self.profiles[name]
+
+
+# --- reading YAML into the dataclasses ---------------------------------------------------
 
 
 def _coerce(value: Any, hint: Any, where: str) -> Any:
@@ -155,11 +287,18 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
     return value
 
 
+def _retired(key: str) -> None:
+    if key in RETIRED_KEYS:
+        raise ConfigError(f"{key}: no longer a setting: {RETIRED_KEYS[key]}")
+
+
 def build_dataclass(cls: Any, data: dict[str, Any] | None, where: str) -> Any:
     """Instantiate a flat dataclass from a mapping, with messages naming the key."""
     data = {} if data is None else data
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    for key in data:
+        _retired(f"{where}.{key}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
@@ -167,5 +306,92 @@ def build_dataclass(cls: Any, data: dict[str, Any] | None, where: str) -> Any:
     kwargs = {k: _coerce(v, hints[k], f"{where}.{k}") for k, v in data.items()}
     try:
         return cls(**kwargs)
-    except ValueError as exc:  # ConfigError, or a plain ValueError from another module's check
+    except ValueError as exc:  # the dataclass's own check, which names the field
         raise ConfigError(f"{where}: {exc}") from None
+
+
+def parse_ingest(data: dict[str, Any] | None) -> IngestConfig:
+    """The ``ingest`` section; a section left out takes its defaults."""
+    data = {} if data is None else data
+    if not isinstance(data, dict):
+        raise ConfigError(f"ingest: expected a mapping, got {type(data).__name__}")
+    sections = {f.name: f.default_factory for f in dataclasses.fields(CoreConfig)}  # type: ignore[misc]
+    sections |= {"download": DownloadConfig, "shards": ShardConfig}
+    unknown = sorted(set(data) - set(sections))
+    _check(not unknown, f"ingest: unknown keys {unknown}; known: {sorted(sections)}")
+    built = {
+        name: build_dataclass(cls, data.get(name), f"ingest.{name}")
+        for name, cls in sections.items()
+    }
+    download, shards = built.pop("download"), built.pop("shards")
+    return IngestConfig(core=CoreConfig(**built), download=download, shards=shards)
+
+
+def parse_profile(name: str, data: Any) -> Profile:
+    where = f"profiles.{name}"
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping")
+    unknown = sorted(set(data) - {"runner", "options", "requires", "description"})
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {unknown}")
+    runner = data.get("runner")
+    if runner not in RUNNERS:
+        raise ConfigError(f"{where}.runner: {runner!r} is not one of {RUNNERS}")
+    options = data.get("options") or {}
+    if not isinstance(options, dict):
+        raise ConfigError(f"{where}.options: expected a mapping")
+    requires = data.get("requires") or []
+    if not isinstance(requires, list) or not all(isinstance(r, str) for r in requires):
+        raise ConfigError(f"{where}.requires: expected a list of option names")
+    return Profile(name, runner, dict(options), tuple(requires), str(data.get("description", "")))
+
+
+def apply_override(raw: dict[str, Any], assignment: str) -> None:
+    """``a.b.c=VALUE`` (VALUE read as YAML) set in place; the path must already exist."""
+    key, eq, text = assignment.partition("=")
+    if not eq or not key:
+        raise ConfigError(
+            f"--set {assignment!r}: expected KEY=VALUE, e.g. ingest.filters.max_duration_s=600"
+        )
+    _retired(key)
+    *parents, leaf = key.split(".")
+    node: Any = raw
+    for part in parents:
+        if not isinstance(node, dict) or part not in node:
+            raise ConfigError(f"--set {assignment!r}: no section {part!r}")
+        node = node[part]
+    if not isinstance(node, dict) or leaf not in node:
+        raise ConfigError(f"--set {assignment!r}: no key {leaf!r} there")
+    try:
+        node[leaf] = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {assignment!r}: value is not valid YAML: {exc}") from None
+
+
+def default_config() -> Traversable:
+    """The shipped pipelines.yaml, inside the installed ``ingest`` package."""
+    return resources.files("ingest").joinpath("pipelines.yaml")
+
+
+def load(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Settings:
+    """Read and validate a pipelines.yaml (default: the shipped one) plus ``--set`` overrides."""
+    source = default_config() if path is None else Path(path)
+    try:
+        raw = yaml.safe_load(source.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{source}: not found") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top")
+    for assignment in overrides:
+        apply_override(raw, assignment)
+    unknown = sorted(set(raw) - {"ingest", "profiles"})
+    if unknown:
+        raise ConfigError(f"{source}: unknown top-level keys {unknown}")
+    try:
+        ingest = parse_ingest(raw.get("ingest"))
+        profiles = {name: parse_profile(name, p) for name, p in (raw.get("profiles") or {}).items()}
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    return Settings(ingest=ingest, profiles=profiles)

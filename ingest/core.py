@@ -56,7 +56,7 @@ def extraction_params(cfg: CoreConfig) -> schema.ExtractionParams:
     a, s, f = cfg.audio, cfg.segments, cfg.frames
     return schema.ExtractionParams(
         segment_ms=s.segment_ms,
-        subsegments=s.subsegments,
+        subsegments=schema.SUBSEGMENTS,
         sample_rate=a.sample_rate,
         n_fft=a.n_fft,
         hop_length=a.hop_length,
@@ -109,6 +109,13 @@ def process_video(
         )
     aligned = assign_words(words, segments, cfg.segments)
     windows = make_windows(segments, aligned, cfg.segments)
+    if not windows:
+        raise VideoFailure(
+            "filter",
+            "too_short",
+            f"{len(segments)} segments, fewer than min_segments={cfg.segments.min_segments}",
+            "skipped",
+        )
 
     try:
         jpegs = media.extract_frames(video_path, [s.mid_ms for s in segments], cfg.frames, info)

@@ -30,7 +30,7 @@ from yt_dlp.networking import Request
 from yt_dlp.networking.exceptions import CertificateVerifyError, HTTPError, TransportError
 from yt_dlp.utils import GeoRestrictedError, determine_ext
 
-from ingest.config import ConfigError
+from ingest.config import DownloadConfig
 from ingest.refs import VideoRef
 
 log = logging.getLogger(__name__)
@@ -56,37 +56,6 @@ _PHRASES = (
     ("unavailable", ("video unavailable", "been removed", "no longer available", "live event")),
     ("unavailable", ("premieres in",)),
 )
-
-
-@dataclass(frozen=True, slots=True)
-class DownloadConfig:
-    """Download options users set in pipelines.yaml."""
-
-    max_height: int = 360
-    prefer_manual_captions: bool = False
-    caption_langs: tuple[str, ...] = ("en",)  # each also matches <lang>-orig and <lang>-<REGION>
-    max_duration_s: float | None = 1200.0  # decided from the info dict, before any media
-    retries: int = 4  # retries after the first attempt, transient failures only
-    backoff_s: float = 2.0  # wait before retry k: backoff_s * 2**k, jittered, capped
-    backoff_max_s: float = 60.0
-    socket_timeout_s: float = 30.0
-    sleep_interval_s: float = 0.0  # yt-dlp's pause before each media download
-    cookies_file: str | None = None
-    proxy: str | None = None
-
-    def __post_init__(self) -> None:
-        langs_ok = bool(self.caption_langs) and all(
-            re.fullmatch(r"[A-Za-z]{2,3}", x) for x in self.caption_langs
-        )
-        for ok, msg in (
-            (self.max_height > 0, "max_height must be > 0"),
-            (langs_ok, f"caption_langs must be language codes, got {self.caption_langs!r}"),
-            (self.max_duration_s is None or self.max_duration_s > 0, "max_duration_s must be > 0"),
-            (min(self.retries, self.backoff_s, self.backoff_max_s) >= 0, "retries/backoff < 0"),
-            (self.socket_timeout_s > 0 and self.sleep_interval_s >= 0, "bad timeout or sleep"),
-        ):
-            if not ok:
-                raise ConfigError(msg)
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,11 +250,18 @@ def ytdlp_params(cfg: DownloadConfig) -> dict[str, Any]:
 
 class Downloader:
     """Downloads VideoRefs into per-video folders under `workdir`. Not thread-safe:
-    use one per worker (e.g. built in a Beam DoFn.setup())."""
+    use one per worker (e.g. built in a Beam DoFn.setup()).
 
-    def __init__(self, cfg: DownloadConfig, workdir: Path) -> None:
+    ``max_duration_s`` (the core's ``filters.max_duration_s``; None: no limit) turns a
+    longer video into a ``too_long`` failure before any of its media is fetched.
+    """
+
+    def __init__(
+        self, cfg: DownloadConfig, workdir: Path, max_duration_s: float | None = None
+    ) -> None:
         self.cfg = cfg
         self.workdir = Path(workdir)
+        self.max_duration_s = max_duration_s
         self._ydl: yt_dlp.YoutubeDL | None = None
 
     def _client(self) -> yt_dlp.YoutubeDL:
@@ -304,15 +280,14 @@ class Downloader:
         delay = delay / 2 + random.uniform(0, delay / 2)
         return min(self.cfg.backoff_max_s, max(delay, retry_after_s or 0.0))
 
-    def download(self, ref: VideoRef, _info: dict[str, Any] | None = None) -> Downloaded:
+    def download(self, ref: VideoRef) -> Downloaded:
         """Download `ref`, retrying transient failures. The caller owns the files
-        (see `session` and `cleanup`). `_info` is for tests only: a YouTube-shaped
-        info dict that stands in for the network extraction step."""
+        (see `session` and `cleanup`)."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         for attempt in range(self.cfg.retries + 1):
             vdir = Path(tempfile.mkdtemp(prefix=f"{ref.video_id}.", dir=self.workdir))
             try:
-                return self._attempt(ref, vdir, _info)
+                return self._attempt(ref, vdir)
             except BaseException as exc:
                 shutil.rmtree(vdir, ignore_errors=True)
                 err = classify(exc) if isinstance(exc, Exception) else None
@@ -326,9 +301,9 @@ class Downloader:
         raise AssertionError("unreachable")
 
     @contextmanager
-    def session(self, ref: VideoRef, _info: dict[str, Any] | None = None) -> Iterator[Downloaded]:
+    def session(self, ref: VideoRef) -> Iterator[Downloaded]:
         """Download, yield, and always remove this video's files afterwards."""
-        got = self.download(ref, _info)
+        got = self.download(ref)
         try:
             yield got
         finally:
@@ -341,13 +316,19 @@ class Downloader:
         ):
             shutil.rmtree(folder, ignore_errors=True)
 
-    def _attempt(self, ref: VideoRef, vdir: Path, _info: dict[str, Any] | None) -> Downloaded:
+    def extract_info(self, url: str) -> dict[str, Any]:
+        """The site's description of one video (formats, caption tracks, duration), no media.
+
+        The one step that asks the video site's API; everything after it (the
+        duration and caption decisions, yt-dlp's format selection, the downloads)
+        works from this dict.
+        """
+        return self._client().extract_info(url, download=False, process=False)
+
+    def _attempt(self, ref: VideoRef, vdir: Path) -> Downloaded:
         ydl = self._client()
         ydl.params["paths"] = {"home": str(vdir)}
-        if _info is None:
-            info = ydl.extract_info(ref.url, download=False, process=False)
-        else:
-            info = dict(_info)
+        info = self.extract_info(ref.url)
         kind = info.get("_type", "video")
         if kind == "playlist":
             raise DownloadError("other", f"{ref.url} is a playlist, not one video")
@@ -389,7 +370,7 @@ class Downloader:
     def _check_playable(self, info: dict[str, Any]) -> None:
         if info.get("is_live") or info.get("live_status") in ("is_live", "is_upcoming"):
             raise DownloadError("unavailable", f"live or upcoming: {info.get('live_status')}")
-        duration, limit = info.get("duration"), self.cfg.max_duration_s
+        duration, limit = info.get("duration"), self.max_duration_s
         if limit is not None and isinstance(duration, int | float) and duration > limit:
             raise DownloadError("too_long", f"duration {duration:.0f} s > {limit:.0f} s")
 

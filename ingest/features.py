@@ -7,7 +7,9 @@ spectrum (magnitude squared, librosa's ``power=2.0``), the mel filterbank and
 ``ln(mel + offset) - ln(offset)`` (computed as ``log1p(mel / offset)``, so
 silence is exactly 0). With the defaults a 5 s segment gives (64, 188).
 
-Segments are computed one at a time into the output array, so memory beyond
+The inverse (a log-mel block back to sound, for listening) is ``shards.mel``: it
+needs only what each sample records. Segments are computed one at a time into the
+output array, so memory beyond
 the audio itself is one segment's STFT; the filterbank is built once per
 parameter set.
 
@@ -84,27 +86,3 @@ def _log_mel(samples: np.ndarray, basis: np.ndarray, cfg: AudioConfig) -> np.nda
     )  # (1 + n_fft // 2, frames) complex64
     mel = basis @ (spec.real**2 + spec.imag**2)  # (n_mels, frames) power mel
     return np.log1p(mel / cfg.log_offset)
-
-
-def mel_to_audio(log_mel: np.ndarray, cfg: AudioConfig, n_iter: int = 32) -> np.ndarray:
-    """A waveform for one (n_mels, T) log-mel, by Griffin-Lim, for listening to samples.
-
-    About ``(T - 1) * hop_length`` samples at ``cfg.sample_rate``.
-    """
-    assert log_mel.ndim == 2, f"expected (n_mels, T), got shape {log_mel.shape}"
-    mel = np.maximum(np.expm1(log_mel.astype(np.float32)) * cfg.log_offset, 0.0)
-    with threadpool_limits(limits=1, user_api="blas"):
-        audio = librosa.feature.inverse.mel_to_audio(
-            mel,
-            sr=cfg.sample_rate,
-            n_fft=cfg.n_fft,
-            hop_length=cfg.hop_length,
-            window="hann",
-            center=True,
-            pad_mode="constant",
-            power=2.0,
-            n_iter=n_iter,
-            fmin=cfg.fmin,
-            fmax=cfg.fmax,
-        )
-    return audio.astype(np.float32, copy=False)

@@ -9,9 +9,10 @@ requested times (so one process for a video of up to 32 segments, 8 for a
 20-minute video at 5 s segments). Each time is its own ``-ss`` input (ffmpeg
 seeks to the keyframe before it and decodes up to it, accurately); each input
 is cut to one frame with ``trim`` and the inputs are joined by ``concat``, so
-the frames come out of one raw RGB pipe in order. ENV-NOTES measured this as
-the cheapest accurate CLI method. ``-ss`` is set half a frame period before
-the requested time, so the frame returned is the one nearest to it. Chunks
+the frames come out of one raw RGB pipe in order. Of the accurate methods with the
+ffmpeg CLI this one costs least (docs/DESIGN.md section 6 has the measurements).
+``-ss`` is set half a frame period before the requested time, so the frame
+returned is the one nearest to it. Chunks
 keep the number of open inputs (and memory) bounded for long videos: every
 input holds its own demuxer index and decoder, so one ffmpeg peaked at about
 160 MB RSS with 24 inputs on a 2-minute 360p video and 250 MB with 30 inputs

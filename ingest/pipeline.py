@@ -1,6 +1,7 @@
 """The Beam ingest pipeline: video list -> yt-dlp -> aligned windows -> shards + manifest.
 
-    ReadInputs -> Dedupe -> SkipDone -> AssignGroups (refs grouped by a hash of the id)
+    ReadInputs -> Dedupe -> SkipDone (a join with the output's rows by video id)
+      -> AssignGroups (refs grouped by a hash of the id)
       -> ProcessAndWrite: per group, download + core per video, streamed into shards
            ok rows     (videos in complete shards, already indexed beside their shard)
            failed rows -> WriteRows (skipped and failed videos, batched per bundle)
@@ -18,15 +19,16 @@ import math
 import shutil
 import tempfile
 import zlib
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from ingest import core
+from ingest.config import IngestConfig
 from ingest.download import Downloader, DownloadError
 from ingest.inputs import InputLine, read_inputs
-from ingest.profiles import IngestConfig
 from ingest.refs import VideoRef, make_ref
 from shards import layout, manifest, schema
 from shards.manifest import ManifestRow
@@ -109,35 +111,67 @@ class Dedupe(beam.PTransform):
         )
 
 
-class _SkipDoneFn(beam.DoFn):
-    def __init__(self, output: str, retry_failed: bool) -> None:
-        self.output, self.retry_failed = output, retry_failed
-        self.state: dict[str, ManifestRow] = {}
+def _state_files(output: str):
+    """(rank, path) of each file whose rows make the output's state, in the order they apply."""
+    return enumerate(manifest.state_files(output))
 
-    def setup(self) -> None:
-        self.state = manifest.load_state(self.output)
 
-    def process(self, ref: VideoRef):
-        row = self.state.get(ref.video_id)
+def _state_rows(ranked: tuple[int, str], output: str):
+    """(video id, (rank, position, row)) for each row of one state file that counts."""
+    rank, path = ranked
+    for position, row in enumerate(manifest.read_state_file(output, path)):
+        yield row.video_id, (rank, position, row)
+
+
+class _TodoFn(beam.DoFn):
+    """One video id with its refs and its manifest rows -> the ref, if it is still to do."""
+
+    def __init__(self, retry_failed: bool) -> None:
+        self.retry_failed = retry_failed
+        self.done = Metrics.counter(NAMESPACE, "videos_already_done")
+
+    def process(self, joined):
+        _, grouped = joined
+        refs = list(grouped["ref"])
+        if not refs:  # a video of an earlier input list
+            return
+        ranked = sorted(grouped["row"], key=lambda r: r[:2])
+        row = manifest.current_row(r for *_, r in ranked)
         if self.retry_failed:
             todo = row is not None and row.status == "failed"
         else:
             todo = row is None
         if todo:
-            yield ref
+            yield from refs
         else:
-            Metrics.counter(NAMESPACE, "videos_already_done").inc()
+            self.done.inc(len(refs))
 
 
 class SkipDone(beam.PTransform):
-    """Drop videos the output already has a row for (or, with retry_failed, all but failed ones)."""
+    """Drop videos the output already has a row for (or, with retry_failed, all but failed ones).
+
+    The output's rows are read in parallel, one state file per element, and joined
+    with the refs by video id, so no worker holds more than its share of the manifest.
+    """
 
     def __init__(self, output: str, retry_failed: bool = False) -> None:
         super().__init__()
         self.output, self.retry_failed = output, retry_failed
 
     def expand(self, refs):
-        return refs | "Filter" >> beam.ParDo(_SkipDoneFn(self.output, self.retry_failed))
+        rows = (
+            refs.pipeline
+            | "Output" >> beam.Create([self.output])
+            | "StateFiles" >> beam.FlatMap(_state_files)
+            | "SpreadFiles" >> beam.Reshuffle()
+            | "ReadRows" >> beam.FlatMap(_state_rows, output=self.output)
+        )
+        keyed = refs | "ById" >> beam.Map(lambda r: (r.video_id, r))
+        return (
+            {"ref": keyed, "row": rows}
+            | "Join" >> beam.CoGroupByKey()
+            | "Todo" >> beam.ParDo(_TodoFn(self.retry_failed))
+        )
 
 
 # --- stage 2: groups -------------------------------------------------------------------
@@ -180,6 +214,18 @@ class AssignGroups(beam.PTransform):
 # --- stage 3: download, the per-video core, shards ---------------------------------------
 
 
+@dataclass(slots=True)
+class VideoResult:
+    """What one video came to: its manifest row, and its samples when the row says ok."""
+
+    row: ManifestRow
+    samples: list[schema.Sample] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.row.status == "ok"
+
+
 class _ProcessGroupFn(beam.DoFn):
     """Downloads and processes a group's videos one at a time, streaming them into shards.
 
@@ -200,7 +246,8 @@ class _ProcessGroupFn(beam.DoFn):
 
     def setup(self) -> None:
         self.workdir = Path(tempfile.mkdtemp(prefix="montage-dl-"))
-        self.downloader = Downloader(self.cfg.download, self.workdir)
+        max_duration_s = self.cfg.core.filters.max_duration_s
+        self.downloader = Downloader(self.cfg.download, self.workdir, max_duration_s)
 
     def teardown(self) -> None:
         shutil.rmtree(self.workdir, ignore_errors=True)
@@ -213,21 +260,20 @@ class _ProcessGroupFn(beam.DoFn):
             log.warning("removed %s, left by an earlier attempt of the same group", shard)
         with ShardWriter(self.output, prefix, self.limits) as writer:
             for ref in refs:
-                got = self.process_one(ref)
-                if isinstance(got, ManifestRow):
-                    yield beam.pvalue.TaggedOutput(FAILED, got)
+                result = self.process_one(ref)
+                if not result.ok:
+                    yield beam.pvalue.TaggedOutput(FAILED, result.row)
                     continue
-                row, samples = got
-                writer.add_video(samples, row)
+                writer.add_video(result.samples, result.row)
                 self.ok.inc()
-                self.windows.inc(len(samples))
+                self.windows.inc(len(result.samples))
         self.shards.inc(len(writer.written))
         for row in writer.rows:
             self.bytes.inc(row.bytes)
             yield row
 
-    def process_one(self, ref: VideoRef) -> ManifestRow | tuple[ManifestRow, list[schema.Sample]]:
-        """Download and run the core on one video: (ok row, samples) or a failure row."""
+    def process_one(self, ref: VideoRef) -> VideoResult:
+        """Download and run the core on one video: its row, and its samples when ok."""
         try:
             with self.downloader.session(ref) as got:
                 source = core.VideoSource(
@@ -260,14 +306,14 @@ class _ProcessGroupFn(beam.DoFn):
             has_audio=result.has_audio,
             run=self.run,
         )
-        return row, result.samples
+        return VideoResult(row, result.samples)
 
     def _fail(
         self, ref: VideoRef, stage: str, reason: str, message: str, status: str = "failed"
-    ) -> ManifestRow:
+    ) -> VideoResult:
         (self.skipped if status == "skipped" else self.failed).inc()
         log.info("%s: %s at %s (%s): %s", ref.video_id, status, stage, reason, message)
-        return failure_row(ref, self.run, stage, reason, message, status)
+        return VideoResult(failure_row(ref, self.run, stage, reason, message, status))
 
 
 class ProcessAndWrite(beam.PTransform):
@@ -302,9 +348,9 @@ class WriteRows(beam.PTransform):
         )
 
 
-def _finalize(_, output: str, run: str, written: list) -> int:
+def _finalize(_, output: str, run: str, written: int) -> int:
     rows = manifest.consolidate(output, run)
-    log.info("run %s wrote %d rows; manifest has %d", run, len(written), len(rows))
+    log.info("run %s wrote %d rows; manifest has %d", run, written, len(rows))
     return len(rows)
 
 
@@ -331,10 +377,14 @@ def build_pipeline(
         | "AllFailures" >> beam.Flatten()
         | "WriteRows" >> WriteRows(output, run)
     )
-    written = (ok_rows, bad_rows) | "AllRows" >> beam.Flatten()
+    written = (
+        (ok_rows, bad_rows)
+        | "AllRows" >> beam.Flatten()
+        | "CountRows" >> beam.combiners.Count.Globally()
+    )
     return (
         p
         | "Finalize" >> beam.Create([None])
         | "Consolidate"
-        >> beam.Map(_finalize, output=output, run=run, written=beam.pvalue.AsList(written))
+        >> beam.Map(_finalize, output=output, run=run, written=beam.pvalue.AsSingleton(written))
     )

@@ -19,6 +19,7 @@ from itertools import pairwise
 
 from ingest.captions import Word
 from ingest.config import FilterConfig, SegmentConfig
+from shards.schema import SUBSEGMENTS
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ class AlignedWord:
     start_ms: int
     end_ms: int
     segment: int  # index of the Segment in the video
-    subsegment: int  # 0 .. cfg.subsegments - 1
+    subsegment: int  # 0 .. SUBSEGMENTS - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +100,7 @@ def assign_words(
         if pos < 0 or centre >= segments[pos].end_ms:
             continue
         seg = segments[pos]
-        sub = max(_nearest_subsegment(centre, seg, cfg.subsegments), latest.get(pos, 0))
+        sub = max(_nearest_subsegment(centre, seg, SUBSEGMENTS), latest.get(pos, 0))
         latest[pos] = sub
         aligned.append(AlignedWord(w.text, w.start_ms, w.end_ms, seg.index, sub))
     if len(aligned) < len(words):

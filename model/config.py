@@ -5,7 +5,7 @@ and weights the losses (an objective is on when its `weight` is above zero). Bot
 plain typed dataclasses so LightningCLI / jsonargparse can fill them from YAML.
 
 Presets: `tiny` (a CPU trains it in minutes), `base` and `large` (MERLOT Reserve's
-widths and depths, DESIGN.md section 3).
+widths and depths, docs/DESIGN.md section 3).
 
 A value that cannot work raises ValueError naming its key as the CLI spells it
 (`model.config.frame_size: ...`, `model.objectives.mvm.distance: ...`); the checks are
@@ -17,10 +17,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, fields, replace
 
+# Audio sub-segments per segment: fixed by the sample format (docs/DESIGN.md section 2).
+from shards.schema import SUBSEGMENTS as SUBSEGMENTS
+
 PAD_ID = 0  # text padding token id; never attended to
 MASK_ID = 1  # text MASK token id; replaces a masked sub-segment's words in the joint input
-
-SUBSEGMENTS = 3  # audio sub-segments per segment (DESIGN.md section 2)
 
 
 def require(ok: bool, key: str, problem: str) -> None:

@@ -17,12 +17,16 @@ here (``group_prefix``, ``remove_group``, ``expand``) and never name a file.
 from __future__ import annotations
 
 import hashlib
+import io
+import os
 import posixpath
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import BinaryIO
 
 import braceexpand
 import fsspec
+from fsspec.implementations.local import LocalFileSystem
 
 MANIFEST_NAME = "manifest.parquet"
 INDEX_DIR = "_index"
@@ -35,6 +39,42 @@ def open_output(out: str) -> tuple[fsspec.AbstractFileSystem, str]:
     """(filesystem, root path) for a local folder or an fsspec URL."""
     fs, root = fsspec.core.url_to_fs(out)
     return fs, root
+
+
+def read_whole(url: str) -> BinaryIO:
+    """A readable file for a local path or fsspec URL. A remote file is fetched whole, now
+    (servers without range requests serve it too; nothing is cached by name)."""
+    fs, path = fsspec.core.url_to_fs(str(url))
+    if isinstance(fs, LocalFileSystem):
+        return fs.open(path, "rb")
+    return io.BytesIO(fs.cat_file(path))
+
+
+def write_atomically(url: str, write: Callable[[BinaryIO], None], mark: str = ".tmp-") -> None:
+    """Write ``url`` whole or not at all: ``write`` fills ``<url><mark><hex>`` beside it
+    (same filesystem, so never a copy across filesystems), which is then renamed over it.
+    A local file and its folder are fsynced, so the rename survives a power cut."""
+    fs, path = fsspec.core.url_to_fs(str(url))
+    folder = posixpath.dirname(path)
+    fs.makedirs(folder, exist_ok=True)
+    tmp = f"{path}{mark}{uuid.uuid4().hex}"
+    local = isinstance(fs, LocalFileSystem)
+    try:
+        with fs.open(tmp, "wb") as f:
+            write(f)
+            if local:
+                f.flush()
+                os.fsync(f.fileno())
+        fs.mv(tmp, path)
+    finally:
+        if fs.exists(tmp):
+            fs.rm(tmp)
+    if local:
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def join(base: str, *parts: str) -> str:

@@ -13,7 +13,8 @@ import logging
 import posixpath
 import time
 import uuid
-from collections.abc import Iterable
+from collections import defaultdict
+from collections.abc import Container, Iterable
 from dataclasses import asdict, dataclass, field, fields
 
 import fsspec
@@ -122,6 +123,42 @@ def read_rows(fs: fsspec.AbstractFileSystem, path: str) -> list[ManifestRow]:
     return from_table(pq.read_table(pa.BufferReader(data)))
 
 
+def state_files(out: str) -> list[str]:
+    """The files whose rows make the state of ``out``, in the order they apply:
+    the consolidated manifest, then the index files by name."""
+    fs, root = layout.open_output(out)
+    if not fs.exists(root):
+        return []
+    manifest = layout.manifest_path(root)
+    first = [manifest] if fs.exists(manifest) else []
+    return first + list(layout.index_paths(fs, root))
+
+
+def read_state_file(
+    out: str, path: str, existing: Container[str] | None = None
+) -> list[ManifestRow]:
+    """The rows of one state file that count: an ``ok`` row only when all its shards
+    exist. ``existing`` names the shards present; by default each one the file names
+    is looked up (an index file names one shard)."""
+    fs, root = layout.open_output(out)
+    rows = read_rows(fs, path)
+    if existing is None:
+        named = {s for r in rows if r.status == "ok" for s in r.shards}
+        existing = {s for s in named if fs.exists(layout.join(root, s))}
+    return [r for r in rows if r.status != "ok" or all(s in existing for s in r.shards)]
+
+
+def current_row(rows: Iterable[ManifestRow]) -> ManifestRow | None:
+    """The row that stands for one video, given its rows in state order: the last,
+    except that a done video stays done (no later failure replaces an ok row)."""
+    current = None
+    for row in rows:
+        if current is not None and current.status == "ok" and row.status != "ok":
+            continue
+        current = row
+    return current
+
+
 def load_state(out: str) -> dict[str, ManifestRow]:
     """The current row of every video known under ``out``.
 
@@ -130,27 +167,14 @@ def load_state(out: str) -> dict[str, ManifestRow]:
     (the run died between the two renames) are ignored.
     """
     fs, root = layout.open_output(out)
-    state: dict[str, ManifestRow] = {}
-    if not fs.exists(root):
-        return state
-    existing = layout.shard_names(fs, root)
-
-    def consider(row: ManifestRow) -> None:
-        if row.status == "ok" and not all(s in existing for s in row.shards):
-            return
-        old = state.get(row.video_id)
-        if old is not None and old.status == "ok" and row.status != "ok":
-            return  # a done video stays done
-        state[row.video_id] = row
-
-    manifest = layout.manifest_path(root)
-    if fs.exists(manifest):
-        for row in read_rows(fs, manifest):
-            consider(row)
-    for path in layout.index_paths(fs, root):
-        for row in read_rows(fs, path):
-            consider(row)
-    return state
+    files = state_files(out)
+    existing = layout.shard_names(fs, root) if files else set()
+    by_video: dict[str, list[ManifestRow]] = defaultdict(list)
+    for path in files:
+        for row in read_state_file(out, path, existing):
+            by_video[row.video_id].append(row)
+    state = {video: current_row(rows) for video, rows in by_video.items()}
+    return {video: row for video, row in state.items() if row is not None}
 
 
 def consolidate(out: str, run: str) -> list[ManifestRow]:

@@ -36,6 +36,10 @@ MEL_MEMBER = "mel.npy"
 JSON_MEMBER = "json"
 FRAME_MEMBER_RE = re.compile(r"^(\d{2})\.jpg$")
 MAX_SEGMENTS = 100  # two-digit frame member names
+# Audio sub-segments per segment: the unit a word's audio is placed in and masked as
+# (MERLOT Reserve: 3 x 60 of a segment's 188 mel frames; docs/DESIGN.md section 2).
+# Ingest writes it into every sample's params; the model is built for it.
+SUBSEGMENTS = 3
 
 
 class SampleError(ValueError):

@@ -22,11 +22,9 @@ import torch
 import yaml
 from lightning.pytorch.callbacks import Callback
 
-from ingest.localserve import LocalServer
+from devtools.localserve import LocalServer
 from model.train.checkpoint import TMP_MARK, CheckpointError, SafeCheckpointIO
-from tests.nodes import ROOT
-from tests.test_data import write_shards
-from tests.test_train import recorder, steps_of, tiny_config
+from tests.helpers import ROOT, recorder, steps_of, tiny_config, write_shards
 from train import MontageCLI, main
 
 TRAIN = ROOT / "train.py"

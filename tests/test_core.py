@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from devtools import mediagen
 from ingest import core
 from ingest.config import CoreConfig, FilterConfig, SegmentConfig
 from shards import schema
-from tests import mediagen
 
 DURATION_S = 16.0  # three full 5 s segments; the last 1 s is dropped
 
@@ -29,7 +29,7 @@ def media(tmp_path_factory):
 
 def cfg(**filters) -> CoreConfig:
     return CoreConfig(
-        segments=SegmentConfig(window_segments=2, window_stride=2),
+        segments=SegmentConfig(window_segments=2, window_stride=2, min_segments=1),
         filters=FilterConfig(**{"min_words_per_window": 5, **filters}),
     )
 
@@ -48,9 +48,9 @@ def test_windows_frames_mel_and_words_line_up(media):
     img = Image.open(io.BytesIO(first.frames[0]))
     assert img.size == (512, 288)
     # every word whose centre is inside the segments is in exactly one window, in order
-    inside = [w for w in words if (w[1] + w[2]) // 2 < 15_000]
+    inside = [w for w in words if (w.start_ms + w.end_ms) // 2 < 15_000]
     got = [w.text for s in r.samples for w in s.meta.words]
-    assert got == [w[0] for w in inside] and r.words == len(inside)
+    assert got == [w.text for w in inside] and r.words == len(inside)
     for s in r.samples:
         schema.check(s)  # the format's own invariants hold
         assert s.meta.params.mel_frames == 188 and s.meta.title == "T"
@@ -86,6 +86,12 @@ def test_manual_captions_are_flagged(media):
         ("v.mp4", "auto.vtt", cfg(max_duration_s=10.0), ("skipped", "filter", "too_long")),
         ("v.mp4", "auto.vtt", CoreConfig(), ("skipped", "filter", "too_few_words")),
         ("v.mp4", "missing.vtt", cfg(), ("failed", "captions", "unreadable_captions")),
+        (  # 3 segments: a partial window under the default min_segments=4, so no window at all
+            "v.mp4",
+            "auto.vtt",
+            CoreConfig(filters=FilterConfig(min_words_per_window=None)),
+            ("skipped", "filter", "too_short"),
+        ),
     ],
 )
 def test_failures_name_stage_and_reason(media, video, captions, config, expect):

@@ -7,7 +7,6 @@ import json
 import logging
 import re
 import sys
-import tarfile
 from dataclasses import replace
 
 import lightning as L
@@ -17,7 +16,8 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from PIL import Image
 
-from ingest.localserve import LocalServer
+from devtools.localserve import LocalServer
+from devtools.samples import PARAMS, make_sample
 from model.config import ModelConfig
 from model.data import loader as loader_mod
 from model.data.batch import Batch
@@ -27,28 +27,16 @@ from model.data.tokenizer import ByteTokenizer
 from shards import schema
 from shards.manifest import ManifestRow
 from shards.reader import iter_samples
-from shards.writer import ShardLimits, ShardWriter, encode_video
-from tests.nodes import ROOT, run_two_nodes
-from tests.samples import PARAMS, make_sample
+from shards.writer import ShardWriter
+from tests.helpers import (
+    ROOT,
+    SEGMENTS,
+    run_two_nodes,
+    write_corrupt_shard,
+    write_shards,
+)
 
 TINY = ModelConfig.from_name("tiny", max_segments=4)
-SEGMENTS = 3  # windows in the test shards are shorter than max_segments: padding is exercised
-VIDEOS_PER_SHARD = 2
-WINDOWS = 3  # per video
-
-
-def write_shards(out, n_shards: int, prefix: str = "train") -> dict[str, int]:
-    """n_shards shards of VIDEOS_PER_SHARD videos x WINDOWS windows; returns key -> shard index."""
-    where = {}
-    limits = ShardLimits(max_samples=VIDEOS_PER_SHARD * WINDOWS)
-    with ShardWriter(str(out), prefix, limits) as writer:
-        for v in range(n_shards * VIDEOS_PER_SHARD):
-            vid = f"{prefix}{v:03d}"
-            samples = [make_sample(vid, w, segments=SEGMENTS) for w in range(WINDOWS)]
-            writer.add_video(samples, ManifestRow(video_id=vid, url="u", status="ok"))
-            for s in samples:
-                where[s.key] = v // VIDEOS_PER_SHARD
-    return where
 
 
 @pytest.fixture(scope="module")
@@ -231,25 +219,6 @@ def test_validation_reads_every_sample_once_split_over_ranks(tmp_path):
         assert all(lb.position is None for lb in batches)
         seen += [k for lb in batches for k in lb.keys]
     assert sorted(seen) == sorted(where)
-
-
-def write_corrupt_shard(path) -> tuple[list[str], list[str]]:
-    """A shard with 4 good samples, one with a garbage mel and one without its 01.jpg."""
-    good = [make_sample("good", w, segments=SEGMENTS) for w in range(4)]
-    bad_mel = make_sample("badmel", 0, segments=SEGMENTS)
-    no_jpg = make_sample("nojpg", 0, segments=SEGMENTS)
-    members = encode_video(good[:2])
-    members += [
-        (n, b"garbage" if n.endswith(".mel.npy") else d) for n, d in encode_video([bad_mel])
-    ]
-    members += encode_video(good[2:])
-    members += [(n, d) for n, d in encode_video([no_jpg]) if not n.endswith(".01.jpg")]
-    with tarfile.open(path, "w") as tar:
-        for name, data in members:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return [s.key for s in good], [bad_mel.key, no_jpg.key]
 
 
 def test_bad_samples_are_skipped_counted_and_the_stream_goes_on(tmp_path, caplog):

@@ -17,21 +17,23 @@ import numpy as np
 import pytest
 import webvtt
 
-from ingest import demo_assets, demo_corpus
-from ingest.demo_assets import (
+from devtools import demo_assets, demo_corpus
+from devtools.demo_assets import (
     COLOURS,
     SHAPES,
     VOCABULARY,
     Item,
-    Word,
     draw_item,
     spoken_ms,
     spoken_word,
     vocabulary_words,
 )
-from ingest.demo_corpus import CorpusIndex, generate_corpus, plan_video, write_inputs
+from devtools.demo_corpus import CorpusIndex, generate_corpus, plan_video, write_inputs
+from devtools.mediagen import render_auto_vtt
+from ingest.captions import Word, parse_captions
 
 SEED, SECONDS = 7, 15.0
+ROOT = Path(__file__).resolve().parents[1]
 SR = demo_assets.SAMPLE_RATE
 
 
@@ -144,7 +146,7 @@ def test_synthesized_word_starts_and_ends_audible():
 
 def test_render_auto_vtt_is_rolling_youtube_style_with_exact_word_tags():
     words = [Word(t, 1000 + 400 * k, 1300 + 400 * k) for k, t in enumerate("abcdef")]
-    text = demo_assets.render_auto_vtt(words, max_chars=5)  # lines "a b c", "d e f"
+    text = render_auto_vtt(words, max_chars=5)  # lines "a b c", "d e f"
     assert text.startswith("WEBVTT\nKind: captions\nLanguage: en\n\n")
     cues = [c.split("\n") for c in text.strip().split("\n\n")[1:]]
     assert [c[0] for c in cues] == [
@@ -244,9 +246,8 @@ def test_vtt_is_youtube_style_and_its_word_times_match_info_json(corpus):
 
 
 def test_pipeline_caption_parser_reads_the_same_words(corpus):
-    captions = pytest.importorskip("ingest.captions")
     video = corpus.videos[0]
-    parsed = captions.parse_captions(corpus.root / "videos" / f"{video.id}.en.vtt")
+    parsed = parse_captions(corpus.root / "videos" / f"{video.id}.en.vtt")
     assert parsed.kind == "auto"
     assert [(w.text, w.start_ms) for w in parsed.words] == _info_words(video)
 
@@ -341,7 +342,7 @@ def test_inputs_list_each_split_by_page_url_and_by_csv(corpus):
 
 def test_served_page_is_read_by_ytdlp_with_its_subtitles(corpus):
     yt_dlp = pytest.importorskip("yt_dlp")
-    from ingest.localserve import LocalServer
+    from devtools.localserve import LocalServer
 
     video = corpus.videos[0]
     with (
@@ -356,7 +357,7 @@ def test_served_page_is_read_by_ytdlp_with_its_subtitles(corpus):
 
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_cli_generates_then_serves_until_interrupted(tmp_path, stop):
-    cmd = [sys.executable, "-m", "ingest.demo_corpus", str(tmp_path), "--videos", "2"]
+    cmd = [sys.executable, "-m", "devtools.demo_corpus", str(tmp_path), "--videos", "2"]
     cmd += ["--heldout", "1", "--duration-s", "5", "--seed", "3", "--serve"]
     log = (tmp_path / "cli.log").open("w")
     # As from a terminal. A shell that runs this suite in the background (`cmd &`) has
@@ -364,7 +365,7 @@ def test_cli_generates_then_serves_until_interrupted(tmp_path, stop):
     # KeyboardInterrupt. A handled signal is reset to its default in the child instead.
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True)
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=log, text=True)
     finally:
         signal.signal(signal.SIGINT, previous)
     try:

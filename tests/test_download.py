@@ -1,9 +1,10 @@
 """Downloader: real yt-dlp against media served on 127.0.0.1 (no network, no mocks).
 
-YouTube itself cannot be reached here. The YouTube tests hand `Downloader.download`
-a YouTube-shaped info dict (what the extractor returns, with loopback URLs) in place
-of the extraction step; format selection, caption selection and the downloads are
-yt-dlp's real `process_ie_result`, the same call production makes.
+YouTube itself cannot be reached here. The YouTube tests use a `Downloader` whose
+`extract_info` (the one call that asks the site's API) answers with a YouTube-shaped
+info dict (what the extractor returns, with loopback URLs); the duration and caption
+decisions, format selection and the downloads are the production code and yt-dlp's
+real `process_ie_result`, the same calls production makes.
 """
 
 from __future__ import annotations
@@ -20,17 +21,16 @@ from yt_dlp.networking.common import Response
 from yt_dlp.networking.exceptions import HTTPError, TransportError
 from yt_dlp.utils import ExtractorError, GeoRestrictedError
 
-from ingest.config import ConfigError
+from devtools.localserve import LocalServer
+from devtools.mediagen import make_video, make_words, write_auto_vtt, write_manual_vtt
+from ingest.config import ConfigError, DownloadConfig
 from ingest.download import (
-    DownloadConfig,
     Downloader,
     DownloadError,
     choose_captions,
     classify,
 )
-from ingest.localserve import LocalServer
 from ingest.refs import make_ref
-from tests.mediagen import make_video, make_words, write_auto_vtt, write_manual_vtt
 
 YT_ID = "dQw4w9WgXcQ"
 FORMAT_FILES = ("f240.mp4", "f360.mp4", "f360big.mp4", "f720.mp4", "f360vo.mp4", "f360.webm")
@@ -70,9 +70,23 @@ def workdir(tmp_path: Path) -> Path:
     return tmp_path / "work"
 
 
-def downloader(workdir: Path, **cfg) -> Downloader:
+class YoutubeShaped(Downloader):
+    """A Downloader whose site answers every URL with one YouTube-shaped info dict."""
+
+    def __init__(self, info: dict, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.info = info
+
+    def extract_info(self, url: str) -> dict:
+        return dict(self.info)
+
+
+def downloader(workdir: Path, info: dict | None = None, max_duration_s=1200.0, **cfg) -> Downloader:
+    """A Downloader with fast retries; given `info`, one that stands in for YouTube."""
     cfg = {"backoff_s": 0.01, "backoff_max_s": 0.05, "socket_timeout_s": 5.0, **cfg}
-    return Downloader(DownloadConfig(**cfg), workdir)
+    if info is None:
+        return Downloader(DownloadConfig(**cfg), workdir, max_duration_s)
+    return YoutubeShaped(info, DownloadConfig(**cfg), workdir, max_duration_s)
 
 
 def fmt(server, fid, name, height, *, v="avc1.42001E", a="mp4a.40.2", size=0, ext="mp4"):
@@ -145,7 +159,7 @@ def test_html_page_track_subtitles_come_through_the_generic_extractor(server, si
 
 
 def test_youtube_info_picks_smallest_360p_mp4_with_audio_and_the_vtt_asr(server, site, workdir):
-    got = downloader(workdir).download(make_ref(YT_ID), _info=youtube_info(server))
+    got = downloader(workdir, youtube_info(server)).download(make_ref(YT_ID))
     taken = {name: server.requests(name) for name in FORMAT_FILES}
     assert taken == {n: int(n == "f360.mp4") for n in FORMAT_FILES}
     assert got.video_path.suffix == ".mp4"
@@ -162,28 +176,28 @@ def test_youtube_info_chunked_formats_download_through_range_requests(server, si
     info = youtube_info(server)
     for f in info["formats"]:  # YouTube asks for 10 MB chunks; here 8 KiB
         f["downloader_options"] = {"http_chunk_size": 8192}
-    got = downloader(workdir).download(make_ref(YT_ID), _info=info)
+    got = downloader(workdir, info).download(make_ref(YT_ID))
     size = (site / "f360.mp4").stat().st_size
     assert got.video_path.read_bytes() == (site / "f360.mp4").read_bytes()
     assert server.requests("f360.mp4") >= size // 8192
 
 
 def test_youtube_info_max_height_is_configurable(server, workdir):
-    downloader(workdir, max_height=240).download(make_ref(YT_ID), _info=youtube_info(server))
+    downloader(workdir, youtube_info(server), max_height=240).download(make_ref(YT_ID))
     assert server.requests("f240.mp4") == 1 and server.requests("f360.mp4") == 0
 
 
 def test_youtube_info_uses_manual_captions_when_preferred(server, site, workdir):
-    dl = downloader(workdir, prefer_manual_captions=True)
-    got = dl.download(make_ref(YT_ID), _info=youtube_info(server))
+    dl = downloader(workdir, youtube_info(server), prefer_manual_captions=True)
+    got = dl.download(make_ref(YT_ID))
     assert got.caption_kind == "manual"
     assert got.captions_path.read_bytes() == (site / "manual.en.vtt").read_bytes()
     assert server.requests("auto.en.vtt") == 0
 
 
 def test_youtube_info_falls_back_to_the_other_kind(server, workdir):
-    dl = downloader(workdir, prefer_manual_captions=True)
-    got = dl.download(make_ref(YT_ID), _info=youtube_info(server, subtitles={}))
+    dl = downloader(workdir, youtube_info(server, subtitles={}), prefer_manual_captions=True)
+    got = dl.download(make_ref(YT_ID))
     assert got.caption_kind == "auto"
 
 
@@ -192,7 +206,7 @@ def test_youtube_info_merges_video_only_and_audio_when_no_single_mp4(server, wor
         fmt(server, "134", "video_only.mp4", 360, a="none", size=500),
         fmt(server, "140", "audio.m4a", None, v="none", size=300, ext="m4a"),
     ]
-    got = downloader(workdir).download(make_ref(YT_ID), _info=youtube_info(server, formats=formats))
+    got = downloader(workdir, youtube_info(server, formats=formats)).download(make_ref(YT_ID))
     probe = subprocess.run(
         ["ffprobe", "-v", "error", "-show_entries", "stream=codec_type", "-of", "csv=p=0",
          str(got.video_path)], capture_output=True, text=True, check=True,
@@ -202,8 +216,8 @@ def test_youtube_info_merges_video_only_and_audio_when_no_single_mp4(server, wor
 
 
 def test_session_removes_the_video_folder_after_success(server, workdir):
-    dl = downloader(workdir)
-    with dl.session(make_ref(YT_ID), _info=youtube_info(server)) as got:
+    dl = downloader(workdir, youtube_info(server))
+    with dl.session(make_ref(YT_ID)) as got:
         assert got.video_path.is_file() and got.captions_path.is_file()
     assert not got.video_path.parent.exists()
     assert list(workdir.iterdir()) == []
@@ -231,7 +245,7 @@ def test_404_is_unavailable_and_not_retried(server, workdir):
 
 def test_429_twice_then_success_is_retried_and_succeeds(server, workdir):
     server.fail("f360.mp4", 429, times=2)
-    got = downloader(workdir, retries=3).download(make_ref(YT_ID), _info=youtube_info(server))
+    got = downloader(workdir, youtube_info(server), retries=3).download(make_ref(YT_ID))
     assert got.video_path.is_file()
     assert server.requests("f360.mp4") == 3
     assert len(list(workdir.iterdir())) == 1  # failed attempts left nothing behind
@@ -240,7 +254,7 @@ def test_429_twice_then_success_is_retried_and_succeeds(server, workdir):
 def test_429_past_the_retries_is_rate_limited_with_retry_after(server, workdir):
     server.fail("f360.mp4", 429, times=5, retry_after=7)
     with pytest.raises(DownloadError) as err:
-        downloader(workdir, retries=1).download(make_ref(YT_ID), _info=youtube_info(server))
+        downloader(workdir, youtube_info(server), retries=1).download(make_ref(YT_ID))
     assert (err.value.category, err.value.transient) == ("rate_limited", True)
     assert err.value.retry_after_s == 7.0
     assert server.requests("f360.mp4") == 2
@@ -260,17 +274,17 @@ def test_503_is_a_transient_network_failure_retried_until_exhausted(server, work
 def test_too_long_is_decided_before_any_download(server, workdir):
     info = youtube_info(server, duration=3600)
     with pytest.raises(DownloadError) as err:
-        downloader(workdir, max_duration_s=1200).download(make_ref(YT_ID), _info=info)
+        downloader(workdir, info, max_duration_s=1200).download(make_ref(YT_ID))
     assert (err.value.category, err.value.transient) == ("too_long", False)
     assert server.requests("f360.mp4") == server.requests("auto.en.vtt") == 0
     # and with the filter off, the same video downloads
-    downloader(workdir, max_duration_s=None).download(make_ref(YT_ID), _info=info)
+    downloader(workdir, info, max_duration_s=None).download(make_ref(YT_ID))
 
 
 def test_live_streams_are_unavailable(server, workdir):
     info = youtube_info(server, live_status="is_live", is_live=True)
     with pytest.raises(DownloadError, match="live") as err:
-        downloader(workdir).download(make_ref(YT_ID), _info=info)
+        downloader(workdir, info).download(make_ref(YT_ID))
     assert err.value.category == "unavailable"
 
 
@@ -282,7 +296,7 @@ def test_no_english_asr_is_no_captions_before_media(server, workdir):
     }
     info = youtube_info(server, automatic_captions=auto, subtitles={})
     with pytest.raises(DownloadError) as err:
-        downloader(workdir).download(make_ref(YT_ID), _info=info)
+        downloader(workdir, info).download(make_ref(YT_ID))
     assert (err.value.category, err.value.transient) == ("no_captions", False)
     assert server.requests("f360.mp4") == server.requests("auto.en.vtt") == 0
 
@@ -322,7 +336,7 @@ def test_a_sidecar_that_is_not_vtt_is_handed_on_for_the_parser_to_judge(server, 
 def test_caption_404_from_youtube_is_no_captions(server, workdir):
     server.fail("auto.en.vtt", 404)
     with pytest.raises(DownloadError) as err:
-        downloader(workdir).download(make_ref(YT_ID), _info=youtube_info(server))
+        downloader(workdir, youtube_info(server)).download(make_ref(YT_ID))
     assert err.value.category == "no_captions"
     assert server.requests("f360.mp4") == 0  # captions come first
 
@@ -399,5 +413,5 @@ def test_backoff_grows_exponentially_with_jitter_and_a_cap(workdir):
     "bad", [{"max_height": 0}, {"caption_langs": ()}, {"caption_langs": ("en.*",)}, {"retries": -1}]
 )
 def test_download_config_rejects_bad_values(bad):
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match=f"^{next(iter(bad))} must"):
         DownloadConfig(**bad)

@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from ingest.localserve import LocalServer
-from tests import mediagen
-from tests.test_pipeline import DURATION_S, write_config
+from devtools import mediagen
+from devtools.localserve import LocalServer
+from tests.helpers import write_config
+
+DURATION_S = 11.0  # two 5 s segments
 
 REPO = Path(__file__).resolve().parent.parent
 RUNS = 20  # the abort this guards against came about once in 20 runs

@@ -10,14 +10,14 @@ import sys
 import fsspec
 import pytest
 
+from devtools.samples import make_sample
 from shards import layout, manifest, reader
 from shards.cli.inspection import _union_ms, format_report, inspect_shards
 from shards.cli.locate import LocateError, locate
 from shards.cli.main import main
 from shards.manifest import ManifestRow
 from shards.writer import ShardWriter
-from tests.real_shards import RealOutput, real_output
-from tests.samples import make_sample
+from tests.helpers import RealOutput, real_output
 
 
 @pytest.fixture(scope="module")

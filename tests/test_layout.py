@@ -5,10 +5,10 @@ from __future__ import annotations
 import fsspec
 import pytest
 
+from devtools.samples import make_sample
 from shards import layout, manifest
 from shards.manifest import ManifestRow
 from shards.writer import ShardLimits, ShardWriter
-from tests.samples import make_sample
 
 
 def write_group(out, prefix: str, videos: list[str]) -> list[str]:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ingest.localserve import LocalServer
+from devtools.localserve import LocalServer
 
 PAYLOAD = bytes(range(256)) * 40  # 10,240 bytes, every offset distinguishable
 
@@ -160,7 +160,7 @@ def test_symlinks_pointing_outside_root_are_refused(server: LocalServer, root: P
 
 
 def test_logs_through_logging_not_stderr(server: LocalServer, caplog, capfd) -> None:
-    with caplog.at_level(logging.DEBUG, logger="ingest.localserve"):
+    with caplog.at_level(logging.DEBUG, logger="devtools.localserve"):
         get(server.url("clip.en.vtt"))
     assert any("clip.en.vtt" in r.getMessage() for r in caplog.records)
     assert capfd.readouterr().err == ""

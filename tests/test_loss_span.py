@@ -18,7 +18,8 @@ def _one_thread():
 
 
 def direct_span(x, y, valid, s):
-    """DESIGN.md: 1/2 [mean_l (LSE_v xh_l.yh_v - xh_l.yh_l) + mean_l (LSE_v yh_l.xh_v - yh_l.xh_l)]."""
+    """The term of docs/DESIGN.md section 3.1:
+    1/2 [mean_l (LSE_v xh_l.yh_v - xh_l.yh_l) + mean_l (LSE_v yh_l.xh_v - yh_l.xh_l)]."""
     rows = [i for i in range(x.shape[0]) if valid[i]]
     c = torch.exp(torch.clamp(s, max=math.log(100.0)) / 2)
     xh = [x[i] / torch.sqrt((x[i] ** 2).sum() + 1e-5) * c for i in rows]

@@ -1,9 +1,9 @@
 import pytest
 
+from devtools.samples import make_sample
 from shards import layout, manifest
 from shards.manifest import ManifestRow
 from shards.writer import ShardWriter
-from tests.samples import make_sample
 
 
 def failed(vid: str, run: str, reason: str = "network") -> ManifestRow:

@@ -1,4 +1,4 @@
-"""ingest.media on real ffmpeg runs over generated videos (see tests/mediagen.py)."""
+"""ingest.media on real ffmpeg runs over generated videos (see devtools/mediagen.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from devtools.mediagen import make_video, read_frame_index, truncate
 from ingest import media
 from ingest.config import FrameConfig
 from ingest.media import (
@@ -22,7 +23,6 @@ from ingest.media import (
     output_geometry,
     probe,
 )
-from tests.mediagen import make_video, read_frame_index, truncate
 
 FPS = 25
 PERIOD_MS = 1000 / FPS

@@ -12,15 +12,17 @@ import pytest
 import webvtt
 from PIL import Image
 
-from tests.mediagen import (
+from devtools.mediagen import (
     make_video,
     make_words,
     read_frame_index,
+    render_auto_vtt,
     truncate,
     write_auto_vtt,
     write_manual_vtt,
     write_srt,
 )
+from ingest.captions import Word, parse_captions
 
 TAG = re.compile(r"<(\d\d):(\d\d):(\d\d)\.(\d\d\d)><c> ([^<]+)</c>")
 
@@ -51,10 +53,10 @@ def test_make_words_is_deterministic_sorted_and_at_the_rate() -> None:
     assert words == make_words(60.0, words_per_s=2.5, seed=3)
     assert words != make_words(60.0, words_per_s=2.5, seed=4)
     assert 120 <= len(words) <= 155
-    for (_, s0, e0), (_, s1, _) in itertools.pairwise(words):
-        assert 0 <= s0 < e0 <= s1
-    assert words[-1][2] <= 60_000
-    assert all(text.isalpha() for text, _, _ in words)
+    for a, b in itertools.pairwise(words):
+        assert 0 <= a.start_ms < a.end_ms <= b.start_ms
+    assert words[-1].end_ms <= 60_000
+    assert all(w.text.isalpha() for w in words)
 
 
 def test_auto_vtt_has_youtube_asr_layout(tmp_path: Path) -> None:
@@ -75,7 +77,7 @@ def test_auto_vtt_has_youtube_asr_layout(tmp_path: Path) -> None:
         got.append((line.split("<")[0], _ms(cue, "start")))
         for h, m, s, ms, text in TAG.findall(line):
             got.append((text, ((int(h) * 60 + int(m)) * 60 + int(s)) * 1000 + int(ms)))
-    assert got == [(text, start) for text, start, _ in words]
+    assert got == [(w.text, w.start_ms) for w in words]
 
 
 def test_manual_vtt_and_srt_group_words_into_cues(tmp_path: Path) -> None:
@@ -84,9 +86,9 @@ def test_manual_vtt_and_srt_group_words_into_cues(tmp_path: Path) -> None:
     srt = webvtt.from_srt(str(write_srt(tmp_path / "m.srt", words, words_per_cue=5)))
     for captions in (vtt, srt):
         assert len(captions) == -(-len(words) // 5)
-        assert captions[0].text == " ".join(w[0] for w in words[:5])
-        assert _ms(captions[0], "start") == words[0][1]
-        assert _ms(captions[0], "end") == words[4][2]
+        assert captions[0].text == " ".join(w.text for w in words[:5])
+        assert _ms(captions[0], "start") == words[0].start_ms
+        assert _ms(captions[0], "end") == words[4].end_ms
     assert (tmp_path / "m.srt").read_text().startswith("1\n00:00:")
 
 
@@ -95,3 +97,17 @@ def test_truncate_keeps_the_first_fraction_of_the_bytes(tmp_path: Path) -> None:
     src.write_bytes(bytes(range(256)) * 40)
     dst = truncate(src, tmp_path / "dst.bin", 0.25)
     assert dst.read_bytes() == src.read_bytes()[:2560]
+
+
+def test_auto_vtt_parses_back_to_the_same_words_with_the_production_parser(tmp_path: Path) -> None:
+    words = make_words(40.0, seed=5)
+    parsed = parse_captions(write_auto_vtt(tmp_path / "a.en.vtt", words))
+    assert parsed.kind == "auto"
+    assert [(w.text, w.start_ms) for w in parsed.words] == [(w.text, w.start_ms) for w in words]
+
+
+def test_auto_vtt_starts_a_new_line_after_a_long_pause() -> None:
+    words = [Word("one", 0, 300), Word("two", 400, 700), Word("three", 2500, 2900)]
+    cues = render_auto_vtt(words).split("\n\n")[1:]
+    assert [c.split("\n")[2] for c in cues] == ["one<00:00:00.400><c> two</c>", " ", "three"]
+    assert render_auto_vtt(words, pause_ms=5000).count("-->") == 1  # all on one line

@@ -6,34 +6,22 @@ import collections
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import apache_beam as beam
 import pytest
-import yaml
 
+from devtools import mediagen
+from devtools.localserve import LocalServer
 from ingest import __main__ as cli
-from ingest.localserve import LocalServer
 from shards import layout, manifest, reader, schema
-from tests import mediagen
+from tests.helpers import free_port, write_config
 
 REPO = Path(__file__).resolve().parent.parent
 DURATION_S = 11.0  # two 5 s segments
-
-
-def write_config(path: Path, **download) -> Path:
-    """The repo's pipelines.yaml with test-sized windows and filters."""
-    cfg = yaml.safe_load((REPO / "pipelines.yaml").read_text())
-    ing = cfg["ingest"]
-    ing["segments"].update(window_segments=2, window_stride=2, min_segments=1)
-    ing["filters"].update(min_words_per_window=5)
-    ing["download"].update(backoff_s=0.05, backoff_max_s=0.2, socket_timeout_s=10, **download)
-    ing["shards"].update(videos_per_group=2, min_groups=2)
-    path.write_text(yaml.safe_dump(cfg))
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -189,12 +177,6 @@ def test_mixed_list_every_input_gets_one_right_row(media, tmp_path):
     assert sum(samples_per_video(out).values()) == 6
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_portable_runner_with_external_worker_pool(media, tmp_path):
     site = serve_copy(media, tmp_path / "site", {"a.mp4": "good.mp4", "a.en.vtt": "good.en.vtt"})
     port = free_port()
@@ -280,3 +262,76 @@ def test_killed_run_resumes_without_duplicates_or_losses(media, tmp_path):
     assert len(rows) == n and all(r.status == "ok" for r in rows.values())
     seen = samples_per_video(out)
     assert len(seen) == n and set(seen.values()) == {1}
+
+
+# -- SkipDone on its own: the output's rows joined with the refs by id ---------------------------
+
+
+def _row(vid: str, status: str, shards=(), reason: str = "") -> manifest.ManifestRow:
+    return manifest.ManifestRow(vid, f"http://h/{vid}", status, reason=reason, shards=list(shards))
+
+
+@pytest.fixture
+def earlier_output(tmp_path) -> Path:
+    """A consolidated manifest plus later index files, as earlier runs leave them."""
+    out = tmp_path / "out"
+    fs, root = manifest.open_output(str(out))
+    (out / "shard-a-000.tar").parent.mkdir(parents=True)
+    (out / "shard-a-000.tar").write_bytes(b"")  # only existence counts here
+    manifest.write_rows_atomic(
+        fs,
+        root,
+        manifest.MANIFEST_NAME,
+        [
+            _row("done", "ok", ["shard-a-000.tar"]),
+            _row("lost", "ok", ["shard-gone-000.tar"]),  # its shard is gone: not done
+            _row("flaky", "failed", reason="network"),
+            _row("fixed", "failed", reason="network"),
+            _row("long", "skipped", reason="too_long"),
+        ],
+    )
+    later = [_row("fixed", "ok", ["shard-a-000.tar"]), _row("done", "failed", reason="network")]
+    manifest.write_rows_atomic(fs, root, f"{manifest.INDEX_DIR}/rows-b.parquet", later)
+    return out
+
+
+@pytest.mark.parametrize(
+    "retry_failed, todo",
+    [(False, ["lost", "new"]), (True, ["flaky"])],
+    ids=["resume", "retry-failed"],
+)
+def test_skip_done_keeps_exactly_the_videos_still_to_do(earlier_output, retry_failed, todo):
+    from apache_beam.testing.test_pipeline import TestPipeline
+    from apache_beam.testing.util import assert_that, equal_to
+
+    from ingest.pipeline import SkipDone
+    from ingest.refs import make_ref
+
+    ids = ["done", "lost", "flaky", "fixed", "long", "new"]
+    refs = [make_ref(f"http://h/{vid}", video_id=vid) for vid in ids]
+    with TestPipeline() as p:
+        kept = (
+            p
+            | beam.Create(refs)
+            | SkipDone(str(earlier_output), retry_failed)
+            | beam.Map(lambda r: r.video_id)
+        )
+        assert_that(kept, equal_to(todo))
+
+
+def test_skip_done_on_a_new_output_keeps_everything(tmp_path):
+    from apache_beam.testing.test_pipeline import TestPipeline
+    from apache_beam.testing.util import assert_that, equal_to
+
+    from ingest.pipeline import SkipDone
+    from ingest.refs import make_ref
+
+    refs = [make_ref(f"http://h/{vid}", video_id=vid) for vid in ("a", "b")]
+    with TestPipeline() as p:
+        kept = (
+            p
+            | beam.Create(refs)
+            | SkipDone(str(tmp_path / "none"))
+            | beam.Map(lambda r: r.video_id)
+        )
+        assert_that(kept, equal_to(["a", "b"]))

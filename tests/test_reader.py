@@ -8,10 +8,10 @@ import tarfile
 import fsspec
 import pytest
 
+from devtools.samples import make_sample
 from shards import reader, schema
 from shards.manifest import ManifestRow
 from shards.writer import ShardLimits, ShardWriter, encode_video, member_size
-from tests.samples import make_sample
 
 
 def write_shards(out, videos: int, per_shard: int = 1) -> list[str]:

@@ -3,8 +3,8 @@ import json
 import numpy as np
 import pytest
 
+from devtools.samples import make_sample
 from shards import schema
-from tests.samples import make_sample
 
 
 def test_encode_decode_round_trip_keeps_every_field():

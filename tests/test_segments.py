@@ -19,6 +19,7 @@ from ingest.segments import (
     make_segments,
     make_windows,
 )
+from shards.schema import SUBSEGMENTS
 
 CFG = SegmentConfig()  # 5000 ms segments, 3 sub-segments, windows of 16
 
@@ -75,7 +76,7 @@ def test_subsegment_is_the_nearest_centre() -> None:
 
 
 def test_subsegment_tie_goes_to_the_earlier_one() -> None:
-    cfg = SegmentConfig(segment_ms=6000, subsegments=3)  # centres 1000, 3000, 5000
+    cfg = SegmentConfig(segment_ms=6000)  # 3 sub-segments: centres 1000, 3000, 5000
     aligned = assign_words([word(2000, 2000)], make_segments(6000, cfg), cfg)
     assert aligned[0].subsegment == 0
 
@@ -102,11 +103,7 @@ word_lists = st.lists(
     st.tuples(st.integers(0, 60_000), st.integers(0, 8000)).map(lambda t: word(t[0], t[0] + t[1])),
     max_size=40,
 ).map(lambda ws: sorted(ws, key=lambda w: w.start_ms))
-seg_configs = st.builds(
-    SegmentConfig,
-    segment_ms=st.integers(1, 9000),
-    subsegments=st.integers(1, 5),
-)
+seg_configs = st.builds(SegmentConfig, segment_ms=st.integers(1, 9000))
 
 
 @given(words=word_lists, duration=st.integers(0, 70_000), cfg=seg_configs)
@@ -124,7 +121,7 @@ def test_assignment_invariants(words: list[Word], duration: int, cfg: SegmentCon
         seg = segs[a.segment]
         assert seg.index == a.segment
         assert seg.start_ms <= Fraction(a.start_ms + a.end_ms, 2) < seg.end_ms
-        assert 0 <= a.subsegment < cfg.subsegments
+        assert 0 <= a.subsegment < SUBSEGMENTS
         assert a.subsegment >= last_sub.get(a.segment, 0)
         last_sub[a.segment] = a.subsegment
 
@@ -138,10 +135,8 @@ def test_single_word_subsegment_is_nearest_by_brute_force(centre2: int, cfg: Seg
     if Fraction(centre2, 2) >= cfg.segment_ms:
         assert aligned == []
         return
-    size = Fraction(cfg.segment_ms, cfg.subsegments)
-    dists = [
-        abs(Fraction(centre2, 2) - (j + Fraction(1, 2)) * size) for j in range(cfg.subsegments)
-    ]
+    size = Fraction(cfg.segment_ms, SUBSEGMENTS)
+    dists = [abs(Fraction(centre2, 2) - (j + Fraction(1, 2)) * size) for j in range(SUBSEGMENTS)]
     assert dists[aligned[0].subsegment] == min(dists)
 
 
@@ -221,7 +216,7 @@ def test_windows_partition_segments_when_stride_equals_size(
 def test_windows_with_any_stride_are_runs_of_consecutive_segments(
     n: int, size: int, stride: int
 ) -> None:
-    cfg = SegmentConfig(window_segments=size, window_stride=stride)
+    cfg = SegmentConfig(window_segments=size, window_stride=stride, min_segments=1)
     segs = make_segments(n * cfg.segment_ms, cfg)
     windows = make_windows(segs, [], cfg)
     assert windows, "min_segments=1 keeps at least the first window"

@@ -16,7 +16,7 @@ from shards.cli.locate import locate
 from shards.cli.main import main
 from shards.cli.sample import clock
 from shards.cli.show import find_sample
-from tests.real_shards import (
+from tests.helpers import (
     RealOutput,
     read_members,
     real_output,
@@ -221,10 +221,10 @@ def test_python_dash_m_and_the_console_script_run(real, tmp_path):
 
 def test_shards_made_by_the_pipeline_cli_verify_and_inspect(tmp_path, capsys):
     """`python -m ingest run` on served media, then these tools on its output."""
+    from devtools import mediagen
+    from devtools.localserve import LocalServer
     from ingest import __main__ as ingest_cli
-    from ingest.localserve import LocalServer
-    from tests import mediagen
-    from tests.test_pipeline import write_config
+    from tests.helpers import write_config
 
     site = tmp_path / "site"
     site.mkdir()

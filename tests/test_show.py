@@ -11,7 +11,7 @@ from PIL import Image
 from shards.cli.locate import locate
 from shards.cli.main import main
 from shards.cli.show import ShowError, find_sample, render, synthesize
-from tests.real_shards import RealOutput, real_output
+from tests.helpers import RealOutput, real_output
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +103,7 @@ def test_missing_key_and_index_out_of_range_say_so(real):
 
 
 def test_a_damaged_sample_is_refused_with_its_reason(real, tmp_path):
-    from tests.real_shards import edit_json, read_members, write_members
+    from tests.helpers import edit_json, read_members, write_members
 
     shard = tmp_path / "one.tar"
     members = edit_json(read_members(real.shards[0]), "speech_w0000", _shape)

@@ -16,13 +16,20 @@ from lightning.pytorch.callbacks import Callback
 
 from model.config import ModelConfig
 from model.train.callbacks import weights_digest
-from tests.nodes import ROOT, run_two_nodes
-from tests.test_data import write_corrupt_shard, write_shards
+from tests.helpers import (
+    ROOT,
+    recorder,
+    run_two_nodes,
+    steps_of,
+    tiny_config,
+    write_corrupt_shard,
+    write_shards,
+)
 from train import SHAPES, MontageCLI, main
 
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
 PRESET_CONFIGS = [p for p in CONFIGS if p.stem in ("tiny", "base", "large")]
-VAL_WINDOWS = 2 * 2 * 3  # val shards x videos per shard x windows per video (test_data)
+VAL_WINDOWS = 2 * 2 * 3  # val shards x videos per shard x windows per video (helpers)
 DIRECTION_METRICS = ("r1", "r5", "r10", "medr")
 
 
@@ -43,33 +50,6 @@ def shards(tmp_path_factory) -> dict[str, Path]:
     write_shards(root / "train", 4, prefix="train")
     write_shards(root / "val", 2, prefix="val")
     return {"train": root / "train", "val": root / "val"}
-
-
-def tiny_config(out: Path, every: int = 2, callbacks: list[dict] | None = None) -> Path:
-    """configs/tiny.yaml with outputs under `out`, small test windows and fast settings."""
-    cfg = yaml.safe_load((ROOT / "configs" / "tiny.yaml").read_text())
-    trainer = cfg["trainer"]
-    trainer["default_root_dir"] = str(out / "runs")  # checkpoints/, tensorboard/, csv/
-    (ckpt,) = [c for c in trainer["callbacks"] if c["class_path"].endswith("ModelCheckpoint")]
-    ckpt["init_args"].update(every_n_train_steps=every)
-    trainer["callbacks"] += callbacks or []
-    trainer.update(enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=1)
-    cfg["model"].update(config={"max_segments": 4}, warmup_steps=2)
-    cfg["data"].update(batch_size=3, steps_per_epoch=4, num_workers=0, shuffle_buffer=4)
-    path = out / "tiny.yaml"
-    out.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(cfg))
-    return path
-
-
-def recorder(out: Path) -> dict:
-    return {"class_path": "model.train.callbacks.KeyRecorder", "init_args": {"dirpath": str(out)}}
-
-
-def steps_of(out: Path, rank: int = 0) -> list[dict]:
-    """KeyRecorder's rows: one per training step, {"step", "epoch", "keys"}."""
-    lines = (out / f"keys-rank{rank}.jsonl").read_text().splitlines()
-    return [json.loads(line) for line in lines]
 
 
 def keys_of(out: Path, rank: int = 0) -> list[list[str]]:

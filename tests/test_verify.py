@@ -12,11 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from devtools.samples import jpeg, make_sample
 from shards import reader, schema
 from shards.cli.locate import locate
 from shards.cli.main import main
 from shards.cli.verify import MANIFEST, check_sample, verify_shards
-from tests.real_shards import (
+from tests.helpers import (
     Members,
     RealOutput,
     edit_json,
@@ -25,7 +26,6 @@ from tests.real_shards import (
     rewrite_manifest,
     write_members,
 )
-from tests.samples import jpeg, make_sample
 
 
 @pytest.fixture(scope="module")

@@ -2,9 +2,9 @@ import tarfile
 
 import pytest
 
+from devtools.samples import make_sample
 from shards import manifest, reader, schema
 from shards.writer import ShardLimits, ShardWriter, member_size
-from tests.samples import make_sample
 
 
 def row(vid: str) -> manifest.ManifestRow:

@@ -10,7 +10,7 @@ Shapes (B samples, S segments, 3 sub-segments, L tokens per sub-segment):
 
     frames         (B, S, 3, H, W)   uint8 RGB (or float in [0, 1]); H, W = ModelConfig.frame_size
     audio          (B, S, 3, T, M)   float log-mel, time-major: T = 60 frames, M = 64 mels,
-                                     value ln(mel + 0.1) - ln(0.1) (DESIGN.md section 2)
+                                     value ln(mel + 0.1) - ln(0.1) (docs/DESIGN.md section 2)
     text           (B, S, 3, L)      int64 token ids, PAD_ID (0) where there is no token;
                                      MASK_ID (1) is reserved for the model's masking
     text_mask      (B, S, 3, L)      bool, True at real tokens (left-aligned)

@@ -11,7 +11,7 @@ batch contract (model/data/batch.py):
     segment_mask  (S,)          bool    False at padded segments (window shorter than S)
     audio_present ()            bool    False when the video has no audio (audio is zeros)
 
-Sub-segments (DESIGN.md section 2): a segment's F = 188 mel frames hold 3 blocks of T = 60
+Sub-segments (docs/DESIGN.md section 2): a segment's F = 188 mel frames hold 3 blocks of T = 60
 with equal gaps g = (F - 3T) / 4 = 2 around them: frames [2:62], [64:124], [126:186].
 """
 

@@ -5,7 +5,7 @@ inputs and seed give the same masks, inputs are never modified, and a caller may
 `span_masks` ahead and put the result in `Batch.masks` (the model draws them otherwise;
 `SpanMasks`, the record, lives with the batch in model/data/batch.py).
 
-Span masks (MERLOT Reserve, DESIGN.md section 3). Per sample, `mask_rate` (25%) of the
+Span masks (MERLOT Reserve, docs/DESIGN.md section 3). Per sample, `mask_rate` (25%) of the
 real sub-segments are MASKed, split between two views of the joint encoder:
 
 - text view (frames + words): `text_view` sub-segments have their words replaced by one

@@ -22,19 +22,15 @@ which `--ckpt_path last` does not take for a checkpoint. A save that fails remov
 
 from __future__ import annotations
 
-import io
-import os
 import pickle
-import posixpath
 import re
-import uuid
 from collections.abc import Callable
 from typing import Any
 
-import fsspec
 import torch
-from fsspec.implementations.local import LocalFileSystem
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+
+from shards.layout import read_whole, write_atomically
 
 TMP_MARK = ".tmp-"  # `<name>.tmp-<hex>`: a save in progress (or killed)
 
@@ -70,13 +66,8 @@ def load(url: str, map_location: Any = None) -> dict[str, Any]:
     """The checkpoint at a local path or fsspec URL, read now, with weights_only=True."""
     url = str(url)
     try:
-        fs, path = fsspec.core.url_to_fs(url)
-        if isinstance(fs, LocalFileSystem):
-            with fs.open(path, "rb") as f:
-                state = torch.load(f, map_location=map_location, weights_only=True)
-        else:  # whole: servers without range requests serve it too
-            data = io.BytesIO(fs.cat_file(path))
-            state = torch.load(data, map_location=map_location, weights_only=True)
+        with read_whole(url) as f:
+            state = torch.load(f, map_location=map_location, weights_only=True)
     except READ_ERRORS as exc:
         raise unreadable(url, exc) from None
     if not isinstance(state, dict):
@@ -86,27 +77,7 @@ def load(url: str, map_location: Any = None) -> dict[str, Any]:
 
 def save(checkpoint: dict[str, Any], url: str) -> None:
     """Write `checkpoint` to `url` whole or not at all: a temp name beside it, then a rename."""
-    fs, path = fsspec.core.url_to_fs(str(url))
-    folder = posixpath.dirname(path)
-    fs.makedirs(folder, exist_ok=True)
-    tmp = f"{path}{TMP_MARK}{uuid.uuid4().hex}"
-    local = isinstance(fs, LocalFileSystem)
-    try:
-        with fs.open(tmp, "wb") as f:
-            torch.save(checkpoint, f)
-            if local:
-                f.flush()
-                os.fsync(f.fileno())
-        fs.mv(tmp, path)
-    finally:
-        if fs.exists(tmp):
-            fs.rm(tmp)
-    if local:  # the rename itself survives a power cut
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    write_atomically(str(url), lambda f: torch.save(checkpoint, f), TMP_MARK)
 
 
 class SafeCheckpointIO(TorchCheckpointIO):

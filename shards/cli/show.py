@@ -347,7 +347,7 @@ def synthesize(sample: schema.Sample, n_iter: int = 32) -> tuple[np.ndarray, int
     Each segment is inverted on its own (they were computed on their own) and
     padded or cut to the segment's length, so the sound keeps the video's time.
     """
-    import librosa  # slow to import; only --wav needs it
+    from shards.mel import log_mel_to_audio
 
     mel_log = sample.mel_float()
     if mel_log is None:
@@ -355,12 +355,8 @@ def synthesize(sample: schema.Sample, n_iter: int = 32) -> tuple[np.ndarray, int
     p = sample.meta.params
     seg_len = p.sample_rate * p.segment_ms // 1000
     out = []
-    for block in mel_log:  # (n_mels, frames): value = ln(mel + offset) - ln(offset)
-        power = np.maximum(np.expm1(block.astype(np.float64)) * p.log_offset, 0.0)
-        wav = librosa.feature.inverse.mel_to_audio(
-            power, sr=p.sample_rate, n_fft=p.n_fft, hop_length=p.hop_length, window="hann",
-            center=True, pad_mode="constant", power=2.0, n_iter=n_iter, fmin=p.fmin, fmax=p.fmax,
-        )  # fmt: skip
+    for block in mel_log:  # (n_mels, frames)
+        wav = log_mel_to_audio(block, p, n_iter)
         out.append(np.pad(wav, (0, max(0, seg_len - len(wav))))[:seg_len])
     audio = np.concatenate(out).astype(np.float32)
     peak = float(np.max(np.abs(audio))) if audio.size else 0.0

@@ -1,4 +1,4 @@
-"""Everything at Once's combinatorial contrastive loss (DESIGN.md section 3).
+"""Everything at Once's combinatorial contrastive loss (docs/DESIGN.md section 3).
 
 NormSoftmax(S) = -mean_i log softmax_j(S/t)_ii - mean_j log softmax_i(S/t)_jj for a
 cosine-similarity matrix S, both directions summed, t = 0.05. Over pairs p of

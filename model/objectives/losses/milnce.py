@@ -1,6 +1,7 @@
-"""MIL-NCE with K candidate captions per video item (HowTo100M / MMV, DESIGN.md section 3).
+"""MIL-NCE with K candidate captions per video item (HowTo100M / MMV).
 
-With scores x_ijk = v_i . t_jk (item i's video, item j's k-th candidate caption):
+As in docs/DESIGN.md section 3, with scores x_ijk = v_i . t_jk (item i's video,
+item j's k-th candidate caption):
 
     L = mean_i [ log( sum_jk e^{x_ijk} + sum_jk e^{x_jik} ) - log sum_k e^{x_iik} ]
 

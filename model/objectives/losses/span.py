@@ -1,4 +1,4 @@
-"""MERLOT Reserve's contrastive span loss (DESIGN.md section 3).
+"""MERLOT Reserve's contrastive span loss (docs/DESIGN.md section 3).
 
 For paired queries x_l and targets y_l with a learned log-scale s (clipped at ln 100),
 xh = norm(x) exp(s/2), yh = norm(y) exp(s/2), norm(x) = x / sqrt(|x|^2 + 1e-5):

@@ -1,6 +1,6 @@
 """What the demo corpus is made of: its vocabulary, pictures, speech and captions.
 
-The demo corpus (``ingest.demo_corpus``) narrates coloured shapes. This module
+The demo corpus (``devtools.demo_corpus``) narrates coloured shapes. This module
 holds the pieces one video is assembled from, each a plain function:
 
 * ``VOCABULARY``: 24 items, six colours times four shapes, each with a fixed RGB.
@@ -8,8 +8,8 @@ holds the pieces one video is assembled from, each a plain function:
   jittered in position, size, rotation and background level.
 * ``spoken_word``: espeak-ng speech of one word, synthesized once per word and
   voice, trimmed to its audible part so that a word's start time is its onset.
-* ``render_auto_vtt``: YouTube-style auto-captions (word tags, rolling two-line
-  cues, 10 ms transition cues) from word times.
+* YouTube-style auto-captions come from ``devtools.mediagen.render_auto_vtt``, the
+  writer the tests use too; words are ``ingest.captions.Word``, what the parser returns.
 * ``encode_mp4``: pictures with durations plus a speech track -> H.264/AAC mp4;
   ``page_html``: the HTML5 page yt-dlp's generic extractor reads.
 """
@@ -26,7 +26,6 @@ import wave
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -64,14 +63,6 @@ VOICES = ("en-us", "en-gb", "en-us+f3", "en-gb+f2", "en-us+m3", "en-029")
 
 # Words that espeak-ng reads differently when they stand alone, given as phonemes.
 _PHONEMES = {"a": "[[a#]]"}  # alone, "a" is read as the letter name "ay"
-
-
-class Word(NamedTuple):
-    """One spoken word: its text and when it is audible, in ms from the video start."""
-
-    text: str
-    start_ms: int
-    end_ms: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,53 +204,6 @@ def assemble_audio(
             raise ValueError(f"clip at {start_ms} ms runs past the {duration_ms} ms track")
         track[pos : pos + clip.size] = clip
     return track
-
-
-# --- captions ---------------------------------------------------------------
-
-
-def _ts(ms: int) -> str:
-    h, rest = divmod(ms, 3_600_000)
-    m, rest = divmod(rest, 60_000)
-    s, ms = divmod(rest, 1000)
-    return f"{h:02d}:{m:02d}:{s:02d}.{ms:03d}"
-
-
-def _lines(words: Sequence[Word], max_chars: int) -> list[list[Word]]:
-    lines: list[list[Word]] = []
-    for word in words:
-        if lines and len(" ".join(w.text for w in [*lines[-1], word])) <= max_chars:
-            lines[-1].append(word)
-        else:
-            lines.append([word])
-    return lines
-
-
-def render_auto_vtt(words: Sequence[Word], max_chars: int = 32) -> str:
-    """YouTube auto-caption WebVTT for ``words`` (in spoken order).
-
-    Words are grouped into caption lines of at most ``max_chars``. Each line gets
-    a cue from its first word's time to 10 ms before the next line's, showing the
-    previous line above it; the first word is untimed (it starts at the cue) and
-    every other word carries a ``<time><c> word</c>`` tag. Between lines a 10 ms
-    cue shows the finished line alone, as YouTube's rolling layout does.
-    """
-    cue = "{} --> {} align:start position:0%\n{}\n{}\n"
-    blocks = ["WEBVTT\nKind: captions\nLanguage: en\n"]
-    lines = _lines(words, max_chars)
-    above = " "
-    for i, line in enumerate(lines):
-        start = line[0].start_ms
-        nxt = lines[i + 1][0].start_ms if i + 1 < len(lines) else None
-        end = nxt - 10 if nxt is not None else line[-1].end_ms
-        if end <= line[-1].start_ms:
-            raise ValueError(f"caption line at {start} ms leaves no room for its transition cue")
-        tagged = line[0].text + "".join(f"<{_ts(w.start_ms)}><c> {w.text}</c>" for w in line[1:])
-        blocks.append(cue.format(_ts(start), _ts(end), above, tagged))
-        above = " ".join(w.text for w in line)
-        if nxt is not None:
-            blocks.append(cue.format(_ts(end), _ts(nxt), above, " "))
-    return "\n".join(blocks)
 
 
 # --- the video file and its page ---------------------------------------------

@@ -8,7 +8,7 @@ of every word. Item order, phrasing, voice and picture layout come from a seeded
 RNG per video, so nothing is learnable from position and the same seed gives the
 same corpus.
 
-    python -m ingest.demo_corpus OUT --videos 40 --heldout 8 [--serve]
+    python -m devtools.demo_corpus OUT --videos 40 --heldout 8 [--serve]
 
 writes ``OUT/videos/<id>.{mp4,en.vtt,info.json,html}``, ``OUT/index.html``,
 ``OUT/inputs.csv`` (relative paths) and, last, ``OUT/corpus.json``. With
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import html
 import io
 import json
@@ -36,21 +37,21 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from ingest.demo_assets import (
+from devtools.demo_assets import (
     TEMPLATES,
     VOCABULARY,
     VOICES,
     Item,
-    Word,
     assemble_audio,
     draw_item,
     encode_mp4,
     page_html,
     phrase_words,
-    render_auto_vtt,
     spoken_ms,
     spoken_word,
 )
+from devtools.mediagen import render_auto_vtt
+from ingest.captions import Word
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +100,7 @@ class DemoVideo:
             {
                 "name": i.name,
                 **{k: getattr(i, k) for k in ("colour", "shape", "start_ms", "end_ms")},
-                "words": [w._asdict() for w in i.words],
+                "words": [dataclasses.asdict(w) for w in i.words],
             }
             for i in self.items
         ]
@@ -349,7 +350,9 @@ def write_inputs(out: Path, base_url: str, split: str = "train", fmt: str = "txt
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser("python -m ingest.demo_corpus", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        "python -m devtools.demo_corpus", description=__doc__.split("\n")[0]
+    )
     p.add_argument("out", type=Path, help="output folder")
     p.add_argument("--videos", type=int, required=True, help="number of videos")
     p.add_argument("--seed", type=int, default=0)
@@ -368,7 +371,7 @@ def serve(out: Path, port: int = 0) -> None:
     Both signals raise KeyboardInterrupt in the main thread, which leaves the
     server's ``with`` block wherever it was and so always stops the server.
     """
-    from ingest.localserve import LocalServer
+    from devtools.localserve import LocalServer
 
     index = CorpusIndex.load(out)
     previous = signal.signal(signal.SIGTERM, signal.default_int_handler)

@@ -2,13 +2,15 @@
 
 Everything is generated on the fly with the ffmpeg CLI (one ffmpeg call per video)
 into a folder the caller chooses (``tmp_path`` in tests); no binary media is
-committed. The API is used by tests across the project, so keep it stable:
+committed. The API is used by tests, benchmarks and the demo, so keep it stable:
 
 - ``make_video(path, duration_s, ...)``: H.264 + AAC mp4. Every frame shows its
   own index as a barcode that survives black-bar trimming, resizing and JPEG;
   ``read_frame_index(jpeg_or_rgb)`` reads it back.
-- ``make_words(duration_s, ...)``: deterministic ``(text, start_ms, end_ms)`` words.
-- ``write_auto_vtt`` (YouTube ASR layout), ``write_manual_vtt``, ``write_srt``.
+- ``make_words(duration_s, ...)``: deterministic words (``ingest.captions.Word``,
+  the type the caption parser returns).
+- ``render_auto_vtt`` / ``write_auto_vtt`` (YouTube's ASR layout, the one writer of
+  it, also used by the demo corpus), ``write_manual_vtt``, ``write_srt``.
 - ``truncate(src, dst, fraction)``: a damaged copy.
 
 The barcode: inside the picture (never in the black bars) a black column spans
@@ -33,12 +35,12 @@ from typing import Literal
 import numpy as np
 from PIL import Image
 
+from ingest.captions import Word
+
 INDEX_BITS = 16  # frame indices up to 65,535 (43 minutes at 25 fps)
 BANDS = INDEX_BITS + 2  # start marker + bits + end marker
 CODE_X = (0.35, 0.65)  # horizontal extent of the barcode, fraction of the picture width
 CODE_Y = (0.10, 0.90)  # vertical extent, fraction of the picture height
-
-Word = tuple[str, int, int]  # (text, start_ms, end_ms)
 
 # A speech-like signal for aevalsrc: a voiced tone (fundamental gliding around
 # 130 Hz, with harmonics) and fricative-like noise bursts, gated into word-like
@@ -250,7 +252,7 @@ def read_frame_index(jpeg_or_rgb: bytes | np.ndarray | Image.Image) -> int:
 
 
 def make_words(duration_s: float, *, words_per_s: float = 2.5, seed: int = 0) -> list[Word]:
-    """Deterministic words ``(text, start_ms, end_ms)`` at about ``words_per_s``.
+    """Deterministic words at about ``words_per_s``.
 
     Words are sorted, do not overlap, lie in ``[0, duration_s)``, and now and
     then a sentence pause (0.8..1.6 s) interrupts them, as in real narration.
@@ -266,7 +268,7 @@ def make_words(duration_s: float, *, words_per_s: float = 2.5, seed: int = 0) ->
         start, end = round(t), round(t + length)
         if end > limit:
             return words
-        words.append((text, start, end))
+        words.append(Word(text, start, end))
         t += period * rng.uniform(0.9, 1.1)
         if rng.random() < 0.04:
             t += rng.uniform(800, 1600)
@@ -279,15 +281,16 @@ def _ts(ms: int, sep: str = ".") -> str:
     return f"{h:02d}:{m:02d}:{s:02d}{sep}{ms:03d}"
 
 
-def _asr_lines(words: Sequence[Word], max_chars: int = 32) -> list[list[Word]]:
-    """Group words into ASR display lines (by width, and at long pauses)."""
+def _asr_lines(words: Sequence[Word], max_chars: int, pause_ms: int) -> list[list[Word]]:
+    """Group words into ASR display lines: at most ``max_chars`` wide, and a new line
+    after a pause longer than ``pause_ms``."""
     lines: list[list[Word]] = []
     for word in words:
         line = lines[-1] if lines else None
         if (
             line is None
-            or sum(len(w[0]) + 1 for w in line) + len(word[0]) > max_chars
-            or word[1] - line[-1][2] > 1500
+            or len(" ".join(w.text for w in [*line, word])) > max_chars
+            or word.start_ms - line[-1].end_ms > pause_ms
         ):
             lines.append([word])
         else:
@@ -295,37 +298,45 @@ def _asr_lines(words: Sequence[Word], max_chars: int = 32) -> list[list[Word]]:
     return lines
 
 
-def write_auto_vtt(path: str | Path, words: Sequence[Word]) -> Path:
-    """Write YouTube's ASR auto-caption WebVTT layout.
+def render_auto_vtt(words: Sequence[Word], max_chars: int = 32, pause_ms: int = 1500) -> str:
+    """YouTube's ASR auto-caption WebVTT for ``words`` (in spoken order).
 
-    As in real files: a ``Kind: captions`` / ``Language: en`` header; each line
-    of words first appears in a cue whose second line carries the word times
-    (``first<00:00:01.234><c> next</c>...``; the first word's time is the cue
-    start) under the previous line repeated as plain text; a 10 ms cue then
-    shows the finished line plain above a line holding one space, and the next
-    line's cue starts when the 10 ms cue ends. The very first cue's upper line
-    is a single space.
+    As in real files: a ``Kind: captions`` / ``Language: en`` header; words grouped
+    into display lines (``_asr_lines``). Each line gets a cue from its first word's
+    time to 10 ms before the next line's, showing the previous line plain above it
+    (a single space above the very first) and the line itself below, where the first
+    word is untimed (it starts at the cue) and every other word carries a
+    ``<time><c> word</c>`` tag. Between lines a 10 ms cue shows the finished line
+    alone above a line holding one space, as YouTube's rolling layout does.
     """
-    lines = _asr_lines(words)
-    out = ["WEBVTT", "Kind: captions", "Language: en", ""]
-    previous = " "
+    cue = "{} --> {} align:start position:0%\n{}\n{}\n"
+    blocks = ["WEBVTT\nKind: captions\nLanguage: en\n"]
+    lines = _asr_lines(words, max_chars, pause_ms)
+    above = " "
     for i, line in enumerate(lines):
-        start = line[0][1]
-        end = lines[i + 1][0][1] - 10 if i + 1 < len(lines) else line[-1][2]
-        end = max(end, start + 1)
-        tagged = line[0][0] + "".join(f"<{_ts(s)}><c> {text}</c>" for text, s, _ in line[1:])
-        plain = " ".join(w[0] for w in line)
-        out += [f"{_ts(start)} --> {_ts(end)} align:start position:0%", previous, tagged, ""]
-        out += [f"{_ts(end)} --> {_ts(end + 10)} align:start position:0%", plain, " ", ""]
-        previous = plain
+        start = line[0].start_ms
+        nxt = lines[i + 1][0].start_ms if i + 1 < len(lines) else None
+        end = nxt - 10 if nxt is not None else line[-1].end_ms
+        if end <= line[-1].start_ms:
+            raise ValueError(f"caption line at {start} ms leaves no room for its transition cue")
+        tagged = line[0].text + "".join(f"<{_ts(w.start_ms)}><c> {w.text}</c>" for w in line[1:])
+        blocks.append(cue.format(_ts(start), _ts(end), above, tagged))
+        above = " ".join(w.text for w in line)
+        if nxt is not None:
+            blocks.append(cue.format(_ts(end), _ts(nxt), above, " "))
+    return "\n".join(blocks)
+
+
+def write_auto_vtt(path: str | Path, words: Sequence[Word]) -> Path:
+    """Write ``render_auto_vtt(words)`` to ``path``."""
     path = Path(path)
-    path.write_text("\n".join(out) + "\n", encoding="utf-8")
+    path.write_text(render_auto_vtt(words), encoding="utf-8")
     return path
 
 
 def _cues(words: Sequence[Word], words_per_cue: int) -> list[tuple[int, int, str]]:
     groups = [words[i : i + words_per_cue] for i in range(0, len(words), words_per_cue)]
-    return [(g[0][1], g[-1][2], " ".join(w[0] for w in g)) for g in groups]
+    return [(g[0].start_ms, g[-1].end_ms, " ".join(w.text for w in g)) for g in groups]
 
 
 def write_manual_vtt(path: str | Path, words: Sequence[Word], words_per_cue: int = 6) -> Path:
@@ -355,3 +366,19 @@ def truncate(src: str | Path, dst: str | Path, fraction: float = 0.5) -> Path:
     with open(src, "rb") as fin:
         dst.write_bytes(fin.read(int(size * fraction)))
     return dst
+
+
+def cached_speech_video(cache: str | Path, seconds: int) -> Path:
+    """A 640x360 speech video of ``seconds`` with its ASR captions (``.en.vtt`` beside it),
+    made once into ``cache`` and reused (the benchmarks' input)."""
+    cache = Path(cache)
+    cache.mkdir(parents=True, exist_ok=True)
+    video = cache / f"speech-{seconds}s.mp4"
+    if not video.exists():
+        partial = cache / f".partial-{seconds}s.mp4"
+        make_video(partial, float(seconds), audio="speech", fps=25, gop_s=2.0)
+        partial.rename(video)
+    captions = video.with_suffix(".en.vtt")
+    if not captions.exists():
+        write_auto_vtt(captions, make_words(float(seconds), seed=seconds))
+    return video

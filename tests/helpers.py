@@ -1,0 +1,289 @@
+"""Helpers shared by several test files (test files never import one another).
+
+- loopback two-node launches (``run_two_nodes``) for the DDP tests;
+- training shards of synthetic samples (``write_shards``, ``write_corrupt_shard``);
+- a test-sized ``pipelines.yaml`` (``write_config``);
+- ``real_output``: an output folder made by the real per-video core, shared by the
+  shard-tool tests, and helpers that damage copies of it.
+
+The real output is built once per test session (the first call of
+:func:`real_output`): generated media through ``ingest.core.process_video``, written
+with ``ShardWriter``, rows for the failures written as the pipeline writes them, then
+consolidated:
+
+- ``speech``: 22 s with speech-like audio and ASR captions -> 2 windows
+- ``silent``: 12 s without an audio stream, manual captions -> 1 window (no mel)
+- ``manual``: 16 s with speech, manual captions -> 2 windows (the second: 1 segment)
+- ``nocaps``: no caption file -> skipped (captions/no_captions)
+- ``broken``: a truncated mp4 -> failed
+
+Windows are 2 segments (10 s); a shard holds at most 2 samples, so each ok
+video lands in its own shard (3 shards). Tests must copy before damaging anything;
+the helpers at the end rewrite a tar's members, or a manifest, for that.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tarfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from devtools import mediagen
+from devtools.samples import make_sample
+from ingest.config import CoreConfig, FilterConfig, SegmentConfig
+from ingest.core import VideoFailure, VideoSource, process_video
+from shards import layout, manifest
+from shards.manifest import ManifestRow
+from shards.writer import ShardLimits, ShardWriter, encode_video
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# --- two nodes on loopback ---
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def run_two_nodes(cmd: list[str], cwd: Path, timeout: float, **env: str) -> list[str]:
+    """Start ``cmd`` twice (MASTER_ADDR/PORT, NODE_RANK, WORLD_SIZE=2, PYTHONPATH set, plus
+    ``env``), wait for both, fail with their output unless both exit 0; their logs."""
+    port = free_port()
+    procs = []
+    for node in (0, 1):
+        node_env = dict(
+            os.environ,
+            MASTER_ADDR="127.0.0.1",
+            MASTER_PORT=str(port),
+            NODE_RANK=str(node),
+            WORLD_SIZE="2",
+            PYTHONPATH=str(ROOT),
+            **env,
+        )
+        procs.append(
+            subprocess.Popen(
+                cmd, cwd=cwd, env=node_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+            )
+        )
+    try:
+        logs = [p.communicate(timeout=timeout)[0].decode() for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    assert all(p.returncode == 0 for p in procs), "\n".join(log[-3000:] for log in logs)
+    return logs
+
+
+# --- training shards of synthetic samples ---
+
+SEGMENTS = 3  # windows in the test shards are shorter than max_segments: padding is exercised
+VIDEOS_PER_SHARD = 2
+WINDOWS = 3  # per video
+
+
+def write_shards(out, n_shards: int, prefix: str = "train") -> dict[str, int]:
+    """n_shards shards of VIDEOS_PER_SHARD videos x WINDOWS windows; returns key -> shard index."""
+    where = {}
+    limits = ShardLimits(max_samples=VIDEOS_PER_SHARD * WINDOWS)
+    with ShardWriter(str(out), prefix, limits) as writer:
+        for v in range(n_shards * VIDEOS_PER_SHARD):
+            vid = f"{prefix}{v:03d}"
+            samples = [make_sample(vid, w, segments=SEGMENTS) for w in range(WINDOWS)]
+            writer.add_video(samples, ManifestRow(video_id=vid, url="u", status="ok"))
+            for s in samples:
+                where[s.key] = v // VIDEOS_PER_SHARD
+    return where
+
+
+def write_corrupt_shard(path) -> tuple[list[str], list[str]]:
+    """A shard with 4 good samples, one with a garbage mel and one without its 01.jpg."""
+    good = [make_sample("good", w, segments=SEGMENTS) for w in range(4)]
+    bad_mel = make_sample("badmel", 0, segments=SEGMENTS)
+    no_jpg = make_sample("nojpg", 0, segments=SEGMENTS)
+    members = encode_video(good[:2])
+    members += [
+        (n, b"garbage" if n.endswith(".mel.npy") else d) for n, d in encode_video([bad_mel])
+    ]
+    members += encode_video(good[2:])
+    members += [(n, d) for n, d in encode_video([no_jpg]) if not n.endswith(".01.jpg")]
+    with tarfile.open(path, "w") as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return [s.key for s in good], [bad_mel.key, no_jpg.key]
+
+
+# --- pipelines.yaml for the ingest tests ---
+
+
+def write_config(path: Path, **download) -> Path:
+    """The repo's pipelines.yaml with test-sized windows and filters."""
+    cfg = yaml.safe_load((ROOT / "pipelines.yaml").read_text())
+    ing = cfg["ingest"]
+    ing["segments"].update(window_segments=2, window_stride=2, min_segments=1)
+    ing["filters"].update(min_words_per_window=5)
+    ing["download"].update(backoff_s=0.05, backoff_max_s=0.2, socket_timeout_s=10, **download)
+    ing["shards"].update(videos_per_group=2, min_groups=2)
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+# --- the real output folder ---
+
+CFG = CoreConfig(
+    filters=FilterConfig(min_words_per_window=5),
+    segments=SegmentConfig(window_segments=2, window_stride=2, min_segments=1),
+)
+TITLES = {
+    "speech": "How to fold a paper crane, step by step",
+    "silent": "Silent timelapse",
+    "manual": "Knife skills for beginners",
+    "nocaps": "No captions here",
+    "broken": "A broken download",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class RealOutput:
+    out: Path  # the output folder (shards, _index/, manifest.parquet)
+    rows: dict[str, ManifestRow]  # video id -> its row as consolidated
+
+    @property
+    def shards(self) -> list[Path]:
+        return sorted(self.out.glob("*.tar"))
+
+
+_BUILT: dict[str, RealOutput] = {}
+
+
+def _media(root: Path) -> dict[str, tuple[Path, Path | None]]:
+    made: dict[str, tuple[Path, Path | None]] = {}
+    video = mediagen.make_video(root / "speech.mp4", 22, audio="speech", width=320, height=180)
+    made["speech"] = (video, mediagen.write_auto_vtt(root / "speech.vtt", mediagen.make_words(22)))
+    video = mediagen.make_video(root / "silent.mp4", 12, audio=None, width=320, height=180)
+    words = mediagen.make_words(12, seed=2)
+    made["silent"] = (video, mediagen.write_manual_vtt(root / "silent.vtt", words))
+    video = mediagen.make_video(root / "manual.mp4", 16, audio="speech", width=320, height=180)
+    words = mediagen.make_words(16, seed=3)
+    made["manual"] = (video, mediagen.write_manual_vtt(root / "manual.vtt", words))
+    video = mediagen.make_video(root / "nocaps.mp4", 12, audio="speech", width=320, height=180)
+    made["nocaps"] = (video, None)
+    whole = mediagen.make_video(root / "whole.mp4", 12, audio="speech", width=320, height=180)
+    broken = mediagen.truncate(whole, root / "broken.mp4", 0.02)
+    made["broken"] = (broken, mediagen.write_auto_vtt(root / "broken.vtt", words))
+    return made
+
+
+def build(root: Path) -> RealOutput:
+    out = root / "out"
+    failures: list[ManifestRow] = []
+    with ShardWriter(str(out), "shard-test", ShardLimits(max_samples=2)) as writer:
+        for vid, (video, captions) in _media(root / "media").items():
+            url = f"http://127.0.0.1/{vid}.mp4"
+            source = VideoSource(video_id=vid, url=url, title=TITLES[vid])
+            try:
+                result = process_video(video, captions, CFG, source)
+            except VideoFailure as exc:
+                failures.append(
+                    ManifestRow(vid, url, exc.status, exc.stage, exc.reason, exc.message, run="t")
+                )
+                continue
+            row = ManifestRow(
+                video_id=vid, url=url, status="ok", title=TITLES[vid],
+                duration_ms=result.duration_ms, segments=result.segments,
+                windows=len(result.samples), words=result.words,
+                caption_kind=result.caption_kind, has_audio=result.has_audio, run="t",
+            )  # fmt: skip
+            writer.add_video(result.samples, row)
+    fs, path = layout.open_output(str(out))
+    manifest.write_rows_atomic(fs, path, f"{layout.INDEX_DIR}/rows-t-0.parquet", failures)
+    rows = manifest.consolidate(str(out), "t")
+    return RealOutput(out, {r.video_id: r for r in rows})
+
+
+def real_output(tmp_path_factory) -> RealOutput:
+    """The shared output folder, built on first use in this session."""
+    if "out" not in _BUILT:
+        (root := tmp_path_factory.mktemp("real_shards")).joinpath("media").mkdir()
+        _BUILT["out"] = build(root)
+    return _BUILT["out"]
+
+
+# --- Damaged copies: tar members rewritten in memory, never extracted ---
+
+Members = list[tuple[str, bytes]]
+
+
+def read_members(path: Path) -> Members:
+    with tarfile.open(path) as tar:
+        return [(m.name, tar.extractfile(m).read()) for m in tar.getmembers() if m.isfile()]
+
+
+def write_members(path: Path, members: Members) -> None:
+    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+
+def edit_json(members: Members, key: str, change: Callable[[dict], None]) -> Members:
+    out = []
+    for name, data in members:
+        if name == f"{key}.json":
+            meta = json.loads(data)
+            change(meta)
+            data = json.dumps(meta).encode()
+        out.append((name, data))
+    return out
+
+
+def rewrite_manifest(out: Path, change: Callable[[list[manifest.ManifestRow]], list]) -> None:
+    """A consolidated folder (no _index/), with manifest.parquet's rows changed."""
+    fs, root = layout.open_output(str(out))
+    rows = manifest.read_rows(fs, str(out / layout.MANIFEST_NAME))
+    shutil.rmtree(out / layout.INDEX_DIR)
+    manifest.write_rows_atomic(fs, root, layout.MANIFEST_NAME, change(rows))
+
+
+# --- training runs (train.py tests) ---
+
+
+def tiny_config(out: Path, every: int = 2, callbacks: list[dict] | None = None) -> Path:
+    """configs/tiny.yaml with outputs under `out`, small test windows and fast settings."""
+    cfg = yaml.safe_load((ROOT / "configs" / "tiny.yaml").read_text())
+    trainer = cfg["trainer"]
+    trainer["default_root_dir"] = str(out / "runs")  # checkpoints/, tensorboard/, csv/
+    (ckpt,) = [c for c in trainer["callbacks"] if c["class_path"].endswith("ModelCheckpoint")]
+    ckpt["init_args"].update(every_n_train_steps=every)
+    trainer["callbacks"] += callbacks or []
+    trainer.update(enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=1)
+    cfg["model"].update(config={"max_segments": 4}, warmup_steps=2)
+    cfg["data"].update(batch_size=3, steps_per_epoch=4, num_workers=0, shuffle_buffer=4)
+    path = out / "tiny.yaml"
+    out.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def recorder(out: Path) -> dict:
+    return {"class_path": "model.train.callbacks.KeyRecorder", "init_args": {"dirpath": str(out)}}
+
+
+def steps_of(out: Path, rank: int = 0) -> list[dict]:
+    """KeyRecorder's rows: one per training step, {"step", "epoch", "keys"}."""
+    lines = (out / f"keys-rank{rank}.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines]
