@@ -37,6 +37,7 @@ from model.config import ModelConfig
 from model.data.datamodule import ShardDataModule
 from model.train.checkpoint import READ_ERRORS, CheckpointError, SafeCheckpointIO, unreadable
 from model.train.module import ReserveModule
+from shards.layout import NoShards
 
 # DistributedDataParallel's switch for syncing buffers before forward (renamed in torch 2.13).
 SYNC_BUFFERS = next(
@@ -141,3 +142,6 @@ if __name__ == "__main__":
         main()
     except CheckpointError as exc:
         sys.exit(f"train.py: {exc}")
+    except NoShards as exc:  # a shard path that names nothing: the command was misused
+        print(f"train.py: {exc}", file=sys.stderr)  # noqa: T201
+        sys.exit(2)

@@ -95,7 +95,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)  # noqa: T201
         return 2
     try:
-        next(iter(read_inputs(args.input)), None)  # fail now, with a clear message
+        # fail now, with a clear message: a list that is missing, unreadable or empty
+        if next(iter(read_inputs(args.input)), None) is None:
+            raise InputError(f"{args.input}: lists no videos (expected one id or URL per line)")
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)  # noqa: T201
         return 2

@@ -185,3 +185,56 @@ def expand(spec: str) -> list[str]:
             found = [path]
         urls.extend(prefix + p if prefix and not p.startswith(prefix) else p for p in found)
     return urls
+
+
+class NoShards(ValueError):
+    """A shard spec names no shard that exists; the message is one line saying what was
+    looked for."""
+
+
+def find_shards(spec: str, what: str = "shards") -> list[str]:
+    """:func:`expand`, refusing at once a spec that names nothing to read.
+
+    A folder with no ``*.tar`` in it, a pattern or glob that matches none, or a named
+    shard that does not exist raises :class:`NoShards` naming ``what`` (the option the
+    user gave, e.g. ``data.train_shards``) and the path. Explicitly named shards are
+    checked with one listing per folder, not one request per shard.
+    """
+    if not spec:
+        raise NoShards(f"{what}: no path given; expected a folder, pattern or URL of *.tar shards")
+    urls = expand(spec)
+    if not urls:
+        _, path = fsspec.core.url_to_fs(next(iter(braceexpand.braceexpand(spec))))
+        if any(c in path for c in "*?["):
+            raise NoShards(f"{what}: {spec}: no shard matches this pattern")
+        raise NoShards(f"{what}: {spec}: folder holds no shards (*.tar)")
+    missing = _missing(urls)
+    if missing:
+        more = f" (and {len(missing) - 1} more of {len(urls)})" if len(missing) > 1 else ""
+        kind = "no such file or folder" if len(urls) == 1 else "no such shard"
+        raise NoShards(f"{what}: {missing[0]}: {kind}{more}")
+    return urls
+
+
+def _missing(urls: list[str]) -> list[str]:
+    """The URLs that do not exist, listing each parent folder once."""
+    by_parent: dict[str, list[tuple[str, str]]] = {}
+    systems: dict[str, fsspec.AbstractFileSystem] = {}
+    for url in urls:
+        fs, path = fsspec.core.url_to_fs(url)
+        parent = posixpath.dirname(path)
+        systems[parent] = fs
+        by_parent.setdefault(parent, []).append((url, path))
+    missing = []
+    for parent, members in by_parent.items():
+        fs = systems[parent]
+        try:
+            present = {p.rstrip("/") for p in fs.ls(parent or ".", detail=False)}
+        except (FileNotFoundError, NotADirectoryError):
+            present = set()
+        for url, path in members:
+            if path.rstrip("/") not in present and not (
+                len(members) == 1 and fs.exists(path)  # listings may name paths differently
+            ):
+                missing.append(url)
+    return missing

@@ -50,3 +50,18 @@ def test_every_run_of_a_mixed_list_exits_0_after_writing_its_rows(served, tmp_pa
         codes.append(done.returncode)
         assert "4 videos" in done.stdout, done.stdout + done.stderr[-2000:]
     assert codes == [0] * RUNS, f"exit statuses {codes}"
+
+
+@pytest.mark.parametrize("content", [None, "", "\n\n"])
+def test_an_input_list_that_is_missing_or_empty_stops_the_run_in_one_line(
+    tmp_path, capsys, content
+):
+    from ingest.__main__ import main
+
+    listed = tmp_path / "videos.txt"
+    if content is not None:
+        listed.write_text(content)
+    assert main(["run", "--input", str(listed), "--output", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(listed) in err[0] and err[0].startswith("error: "), err
+    assert not (tmp_path / "out").exists()

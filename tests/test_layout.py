@@ -82,3 +82,49 @@ def test_limits_below_the_one_minimum_are_refused(max_bytes, max_samples):
     with pytest.raises(ValueError, match="must be >="):
         ShardLimits(max_bytes=max_bytes, max_samples=max_samples)
     assert ShardLimits(max_bytes=2048, max_samples=1).max_bytes == 2048
+
+
+def test_find_shards_returns_what_expand_finds_when_every_shard_exists(tmp_path):
+    with ShardWriter(str(tmp_path), "t", ShardLimits(max_samples=1)) as writer:
+        for v in range(3):
+            writer.add_video(
+                [make_sample(f"v{v}", 0)], ManifestRow(video_id=f"v{v}", url="u", status="ok")
+            )
+    names = sorted(p.name for p in tmp_path.glob("*.tar"))
+    assert len(names) == 3
+    assert layout.find_shards(str(tmp_path)) == layout.expand(str(tmp_path))
+    assert len(layout.find_shards(str(tmp_path / "*.tar"))) == 3
+    braces = str(tmp_path / ("{" + ",".join(names) + "}"))
+    assert [u.rsplit("/", 1)[1] for u in layout.find_shards(braces)] == names
+
+
+@pytest.mark.parametrize(
+    "spec,message",
+    [
+        ("missing/", "missing: no such file or folder"),
+        ("empty", "empty: folder holds no shards (*.tar)"),
+        ("empty/*.tar", "empty/*.tar: no shard matches this pattern"),
+        ("empty/shard-{000..002}.tar", "empty/shard-000.tar: no such shard (and 2 more of 3)"),
+        ("empty/one.tar", "empty/one.tar: no such file or folder"),
+    ],
+)
+def test_find_shards_refuses_a_spec_that_names_nothing_in_one_line(tmp_path, spec, message):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("not a shard")
+    with pytest.raises(layout.NoShards) as err:
+        layout.find_shards(str(tmp_path / spec), "data.train_shards")
+    text = str(err.value)
+    assert "\n" not in text
+    assert text.startswith("data.train_shards: ") and text.endswith(message), text
+
+
+def test_find_shards_checks_remote_shards_too():
+    fs = fsspec.filesystem("memory")
+    fs.pipe("/found/shard-a.tar", b"x" * 1024)
+    (found,) = layout.find_shards("memory://found/")
+    assert found.startswith("memory://") and found.endswith("/found/shard-a.tar")
+    with pytest.raises(layout.NoShards, match=r"memory://.*found/shard-b\.tar: no such file"):
+        layout.find_shards("memory://found/shard-b.tar")
+    with pytest.raises(layout.NoShards, match="folder holds no shards"):
+        fs.mkdir("/nothing")
+        layout.find_shards("memory://nothing/")

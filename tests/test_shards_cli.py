@@ -63,6 +63,24 @@ def test_a_missing_path_is_one_line_and_exit_1(command, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize(
+    "spec,expected",
+    [
+        ("empty", "folder holds no shards"),
+        ("empty/*.tar", "no shards match"),
+        ("empty/shard-{000..002}.tar", "none of the 3 shards exists"),
+    ],
+)
+def test_a_folder_or_pattern_with_no_shards_is_one_line_and_exit_1(
+    command, spec, expected, tmp_path, capsys
+):
+    (tmp_path / "empty").mkdir()
+    assert run(command, f"{tmp_path}/{spec}", tmp_path) == 1
+    err = assert_one_line_error(capsys, expected)
+    assert len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("command", COMMANDS)
 def test_a_file_that_is_not_a_tar(command, tmp_path, capsys):
     bogus = tmp_path / "bogus.tar"
     bogus.write_text("just some text, certainly not a tar archive\n" * 30)

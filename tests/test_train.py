@@ -398,3 +398,24 @@ def test_two_nodes_read_disjoint_shards_run_equal_steps_and_end_with_equal_weigh
     assert saved["global_step"] == 4 and weights_digest(saved["state_dict"]) == ends[0]["weights"]
     rows = logged(out / "runs")
     assert last_value(rows, "val/n") == len(val), "retrieval gathers both ranks' windows"
+
+
+@pytest.mark.parametrize("command", ["fit", "validate"])
+def test_a_shard_path_that_names_nothing_stops_train_py_at_once_in_one_line(tmp_path, command):
+    option = "train_shards" if command == "fit" else "val_shards"
+    cmd = [
+        sys.executable,
+        str(ROOT / "train.py"),
+        command,
+        "--config",
+        str(ROOT / "configs/tiny.yaml"),
+    ]
+    cmd += [f"--data.{option}", str(tmp_path / "nothing"), "--trainer.default_root_dir"]
+    done = subprocess.run(
+        [*cmd, str(tmp_path / "run")], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last == f"train.py: data.{option}: {tmp_path / 'nothing'}: no such file or folder"
+    assert not (tmp_path / "run" / "checkpoints").exists(), "stopped before training"

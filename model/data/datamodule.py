@@ -56,7 +56,7 @@ from model.data.collate import DecodeConfig, params_problems
 from model.data.loader import ShardStream, StreamConfig, check_enough_shards
 from model.data.stream import LoaderBatch, StreamPosition
 from model.data.tokenizer import build_tokenizer
-from shards.layout import expand
+from shards.layout import find_shards
 from shards.reader import ShardError, first_meta
 from shards.schema import ExtractionParams, SampleError
 
@@ -188,18 +188,14 @@ class ShardDataModule(L.LightningDataModule):
         if self._train_urls is None:
             if self.train_spec is None:
                 raise ValueError("no train_shards configured")
-            self._train_urls = expand(self.train_spec)
-            if not self._train_urls:
-                raise ValueError(f"train_shards {self.train_spec!r} matches no shard")
+            self._train_urls = find_shards(self.train_spec, "data.train_shards")
         return self._train_urls
 
     @property
     def val_urls(self) -> list[str]:
         if self._val_urls is None:
             assert self.val_spec is not None, "no val_shards configured"
-            self._val_urls = expand(self.val_spec)
-            if not self._val_urls:
-                raise ValueError(f"val_shards {self.val_spec!r} matches no shard")
+            self._val_urls = find_shards(self.val_spec, "data.val_shards")
         return self._val_urls
 
     def check_shards(self, urls: list[str], what: str) -> None:
