@@ -12,11 +12,16 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import logging
 import os
+import shutil
 import sys
+import tempfile
 import time
 import traceback
+from collections.abc import Iterator
+from typing import TextIO
 
 # Idle OpenBLAS threads spin: one BLAS thread per worker process is faster here, and
 # the workers inherit this environment.
@@ -75,17 +80,73 @@ def summary(output: str, started: float) -> str:
     return "\n".join(lines)
 
 
+class _QuietBeam(logging.Filter):
+    """Without -v, Beam's records below ERROR stay out of the terminal: runner start-up,
+    the notices its imports log about optional Google Cloud clients, and the worker log
+    lines its job service relays. Montage's own warnings pass."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from_beam = record.name.startswith("apache_beam") or f"{os.sep}apache_beam{os.sep}" in (
+            record.pathname or ""
+        )
+        return record.levelno >= logging.ERROR or not from_beam
+
+
+@contextlib.contextmanager
+def workers_output_to(path: str) -> Iterator[TextIO]:
+    """Point file descriptor 2 at ``path`` while the pipeline runs, and yield a stream on
+    the terminal for this process's own output.
+
+    The local runner's worker processes inherit this process's stderr and log to it at
+    INFO from their first line, before any pipeline option reaches them; they write to
+    ``path`` instead, which is kept when the run fails.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 2)
+    os.close(fd)
+    terminal = os.fdopen(os.dup(saved), "w", buffering=1)
+    previous, sys.stderr = sys.stderr, terminal
+    try:
+        yield terminal
+    finally:
+        terminal.flush()
+        sys.stderr = previous
+        os.dup2(saved, 2)
+        os.close(saved)
+        terminal.close()
+
+
+def setup_logging(verbose: bool) -> logging.Handler:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    if not verbose:
+        handler.addFilter(_QuietBeam())
+    return handler
+
+
+def runner_of(pipeline_args: list[str]) -> str | None:
+    for i, arg in enumerate(pipeline_args):
+        if arg.startswith("--runner="):
+            return arg.split("=", 1)[1]
+        if arg == "--runner" and i + 1 < len(pipeline_args):
+            return pipeline_args[i + 1]
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args, beam_args = parse_args(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    handler = setup_logging(args.verbose)
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
 
     from ingest import config
     from ingest.pipeline import build_pipeline
+    from ingest.progress import LOCAL_RUNNERS, ProgressBar
     from shards.manifest import new_run_id
 
     try:
@@ -96,16 +157,46 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         # fail now, with a clear message: a list that is missing, unreadable or empty
-        if next(iter(read_inputs(args.input)), None) is None:
+        total = sum(1 for _ in read_inputs(args.input))
+        if not total:
             raise InputError(f"{args.input}: lists no videos (expected one id or URL per line)")
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)  # noqa: T201
         return 2
     run = args.run_id or new_run_id()
+    runner = runner_of(pipeline_args)
+    local = runner in LOCAL_RUNNERS
+    print(  # noqa: T201
+        f"montage ingest: run {run}, {total} input lines, profile {args.profile} "
+        f"({runner}) -> {args.output}" + ("" if args.verbose else "  (-v: runner logs)"),
+        file=sys.stderr,
+    )
+    log.info("pipeline options: %s", " ".join(pipeline_args))
     started = time.monotonic()
-    log.info("run %s: profile %s, %s", run, args.profile, " ".join(pipeline_args))
-    with beam.Pipeline(options=PipelineOptions(pipeline_args)) as p:
-        build_pipeline(p, args.input, args.output, settings.ingest, run, args.retry_failed)
+    progress = tempfile.mkdtemp(prefix="montage-progress-") if local else None
+    fd, runner_log = tempfile.mkstemp(prefix=f"montage-ingest-{run}-", suffix=".log")
+    os.close(fd)
+    try:
+        with contextlib.ExitStack() as stack:
+            if local and not args.verbose:
+                terminal = sys.stderr
+                handler.setStream(stack.enter_context(workers_output_to(runner_log)))
+                stack.callback(handler.setStream, terminal)
+            if progress:
+                stack.enter_context(ProgressBar(progress, total, sys.stderr))
+            with beam.Pipeline(options=PipelineOptions(pipeline_args)) as p:
+                build_pipeline(
+                    p, args.input, args.output, settings.ingest, run, args.retry_failed, progress
+                )
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        kept = f"; runner output: {runner_log}" if os.path.getsize(runner_log) else ""
+        print(f"error: the pipeline failed: {first[:500]}{kept}", file=sys.stderr)  # noqa: T201
+        return 1
+    finally:
+        if progress:
+            shutil.rmtree(progress, ignore_errors=True)
+    os.unlink(runner_log)
     print(summary(args.output, started))  # noqa: T201
     return 0
 

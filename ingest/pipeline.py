@@ -29,6 +29,7 @@ from ingest import core
 from ingest.config import IngestConfig
 from ingest.download import Downloader, DownloadError
 from ingest.inputs import InputLine, read_inputs
+from ingest.progress import mark
 from ingest.refs import VideoRef, make_ref
 from shards import layout, manifest, schema
 from shards.manifest import ManifestRow
@@ -126,8 +127,8 @@ def _state_rows(ranked: tuple[int, str], output: str):
 class _TodoFn(beam.DoFn):
     """One video id with its refs and its manifest rows -> the ref, if it is still to do."""
 
-    def __init__(self, retry_failed: bool) -> None:
-        self.retry_failed = retry_failed
+    def __init__(self, retry_failed: bool, progress: str | None = None) -> None:
+        self.retry_failed, self.progress = retry_failed, progress
         self.done = Metrics.counter(NAMESPACE, "videos_already_done")
 
     def process(self, joined):
@@ -145,6 +146,7 @@ class _TodoFn(beam.DoFn):
             yield from refs
         else:
             self.done.inc(len(refs))
+            mark(self.progress, refs[0].video_id, "done")
 
 
 class SkipDone(beam.PTransform):
@@ -154,9 +156,11 @@ class SkipDone(beam.PTransform):
     with the refs by video id, so no worker holds more than its share of the manifest.
     """
 
-    def __init__(self, output: str, retry_failed: bool = False) -> None:
+    def __init__(
+        self, output: str, retry_failed: bool = False, progress: str | None = None
+    ) -> None:
         super().__init__()
-        self.output, self.retry_failed = output, retry_failed
+        self.output, self.retry_failed, self.progress = output, retry_failed, progress
 
     def expand(self, refs):
         rows = (
@@ -170,7 +174,7 @@ class SkipDone(beam.PTransform):
         return (
             {"ref": keyed, "row": rows}
             | "Join" >> beam.CoGroupByKey()
-            | "Todo" >> beam.ParDo(_TodoFn(self.retry_failed))
+            | "Todo" >> beam.ParDo(_TodoFn(self.retry_failed, self.progress))
         )
 
 
@@ -234,8 +238,8 @@ class _ProcessGroupFn(beam.DoFn):
     of the same group left, then rewrites the same names.
     """
 
-    def __init__(self, cfg: IngestConfig, output: str, run: str) -> None:
-        self.cfg, self.output, self.run = cfg, output, run
+    def __init__(self, cfg: IngestConfig, output: str, run: str, progress: str | None) -> None:
+        self.cfg, self.output, self.run, self.progress = cfg, output, run, progress
         self.limits = cfg.shards.limits
         self.ok = Metrics.counter(NAMESPACE, "videos_ok")
         self.failed = Metrics.counter(NAMESPACE, "videos_failed")
@@ -261,6 +265,7 @@ class _ProcessGroupFn(beam.DoFn):
         with ShardWriter(self.output, prefix, self.limits) as writer:
             for ref in refs:
                 result = self.process_one(ref)
+                mark(self.progress, ref.video_id, result.row.status, result.row.duration_ms)
                 if not result.ok:
                     yield beam.pvalue.TaggedOutput(FAILED, result.row)
                     continue
@@ -319,32 +324,37 @@ class _ProcessGroupFn(beam.DoFn):
 class ProcessAndWrite(beam.PTransform):
     """(group, refs) -> ok rows of videos in complete shards; failure rows on ``failed``."""
 
-    def __init__(self, cfg: IngestConfig, output: str, run: str) -> None:
+    def __init__(self, cfg: IngestConfig, output: str, run: str, progress: str | None = None):
         super().__init__()
-        self.cfg, self.output, self.run = cfg, output, run
+        self.cfg, self.output, self.run, self.progress = cfg, output, run, progress
 
     def expand(self, groups):
-        fn = _ProcessGroupFn(self.cfg, self.output, self.run)
+        fn = _ProcessGroupFn(self.cfg, self.output, self.run, self.progress)
         return groups | "Process" >> beam.ParDo(fn).with_outputs(FAILED, main="ok")
 
 
-def _write_rows(rows: list[ManifestRow], output: str, run: str) -> list[ManifestRow]:
+def _write_rows(
+    rows: list[ManifestRow], output: str, run: str, progress: str | None = None
+) -> list[ManifestRow]:
     manifest.write_rows(output, run, rows)
+    for row in rows:  # inputs that never reached a group (a video marked twice counts once)
+        mark(progress, row.video_id, row.status)
     return rows
 
 
 class WriteRows(beam.PTransform):
     """Rows of skipped and failed videos -> the output's index, a file per batch."""
 
-    def __init__(self, output: str, run: str) -> None:
+    def __init__(self, output: str, run: str, progress: str | None = None) -> None:
         super().__init__()
-        self.output, self.run = output, run
+        self.output, self.run, self.progress = output, run, progress
 
     def expand(self, rows):
+        write = beam.FlatMap(_write_rows, output=self.output, run=self.run, progress=self.progress)
         return (
             rows
             | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=1000)
-            | "Write" >> beam.FlatMap(_write_rows, output=self.output, run=self.run)
+            | "Write" >> write
         )
 
 
@@ -361,21 +371,25 @@ def build_pipeline(
     cfg: IngestConfig,
     run: str,
     retry_failed: bool = False,
+    progress: str | None = None,
 ):
-    """Add the ingest transforms to ``p``; returns the PCollection of the final row count."""
+    """Add the ingest transforms to ``p``; returns the PCollection of the final row count.
+
+    ``progress``: a folder on this machine where workers mark each video they finish
+    (``ingest.progress``); None on clusters."""
     parsed = p | "ReadInputs" >> ReadInputs(input_path, run)
     groups = (
         parsed.refs
         | "Dedupe" >> Dedupe()
-        | "SkipDone" >> SkipDone(output, retry_failed)
+        | "SkipDone" >> SkipDone(output, retry_failed, progress)
         | "AssignGroups" >> AssignGroups(cfg.shards.videos_per_group, cfg.shards.min_groups)
     )
-    processed = groups | "ProcessAndWrite" >> ProcessAndWrite(cfg, output, run)
+    processed = groups | "ProcessAndWrite" >> ProcessAndWrite(cfg, output, run, progress)
     ok_rows = processed.ok
     bad_rows = (
         (parsed[FAILED], processed[FAILED])
         | "AllFailures" >> beam.Flatten()
-        | "WriteRows" >> WriteRows(output, run)
+        | "WriteRows" >> WriteRows(output, run, progress)
     )
     written = (
         (ok_rows, bad_rows)

@@ -35,10 +35,30 @@ def served(tmp_path_factory):
         yield root, write_config(root / "pipelines.yaml")
 
 
-def run(root: Path, config: Path, out: Path) -> subprocess.CompletedProcess:
+def run(root: Path, config: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "ingest", "run", "--config", str(config)]
-    cmd += ["--input", str(root / "in.txt"), "--output", str(out)]
+    cmd += ["--input", str(root / "in.txt"), "--output", str(out), *extra]
     return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+
+
+def lines(done: subprocess.CompletedProcess) -> list[str]:
+    """What a person sees: the bar redraws in place (\r), each redraw is one more line."""
+    return (done.stdout + done.stderr).replace("\r", "\n").splitlines()
+
+
+def test_a_4_video_run_shows_a_bar_and_a_summary_and_runner_logs_only_with_v(served, tmp_path):
+    root, config = served
+    quiet = run(root, config, tmp_path / "quiet")
+    assert quiet.returncode == 0, quiet.stderr[-3000:]
+    seen = lines(quiet)
+    assert len(seen) < 40, "\n".join(seen)
+    assert any(line.startswith("videos: 100%") and "4/4" in line for line in seen), seen
+    assert "4 videos" in quiet.stdout and "failed:invalid_input" in quiet.stdout
+    assert not [line for line in seen if "apache_beam" in line or " INFO " in line], seen
+    loud = run(root, config, tmp_path / "loud", "-v")
+    assert loud.returncode == 0
+    assert "apache_beam" in loud.stderr, "-v shows the runner's own logs"
+    assert len(lines(loud)) > len(seen)
 
 
 @pytest.mark.slow
@@ -49,6 +69,7 @@ def test_every_run_of_a_mixed_list_exits_0_after_writing_its_rows(served, tmp_pa
         done = run(root, config, tmp_path / f"out{i}")
         codes.append(done.returncode)
         assert "4 videos" in done.stdout, done.stdout + done.stderr[-2000:]
+        assert len(lines(done)) < 40
     assert codes == [0] * RUNS, f"exit statuses {codes}"
 
 
