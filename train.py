@@ -37,6 +37,7 @@ from model.config import ModelConfig
 from model.data.datamodule import ShardDataModule
 from model.train.checkpoint import READ_ERRORS, CheckpointError, SafeCheckpointIO, unreadable
 from model.train.module import ReserveModule
+from model.train.quiet import quiet_lightning
 from shards.layout import NoShards
 
 # DistributedDataParallel's switch for syncing buffers before forward (renamed in torch 2.13).
@@ -134,6 +135,7 @@ class MontageCLI(LightningCLI):
 
 
 def main(args: list[str] | None = None) -> MontageCLI:
+    quiet_lightning()
     return MontageCLI(args=args)
 
 

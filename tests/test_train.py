@@ -7,6 +7,7 @@ import csv
 import json
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -312,7 +313,12 @@ def test_default_root_dir_alone_moves_checkpoints_and_logs_and_ckpt_path_last_fi
     small += ["--trainer.enable_progress_bar", "false", "--trainer.num_sanity_val_steps", "0"]
     args = ["--config", str(ROOT / "configs" / "tiny.yaml"), *small]
     args += ["--data.train_shards", str(shards["train"]), "--trainer.default_root_dir", "my/run"]
-    main(["fit", *args, "--trainer.max_steps", "2"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        main(["fit", *args, "--trainer.max_steps", "2"])
+    said = [str(w.message) for w in caught]
+    for unwanted in ("LeafSpec", "`IterableDataset` has `__len__`"):
+        assert not [m for m in said if unwanted in m], f"{unwanted!r} warned: {said}"
     root = tmp_path / "my" / "run"
     assert (root / "checkpoints" / "last.ckpt").is_file()
     assert list((root / "tensorboard").glob("version_0/events.out.tfevents.*"))
@@ -416,6 +422,7 @@ def test_a_shard_path_that_names_nothing_stops_train_py_at_once_in_one_line(tmp_
     )
     assert done.returncode == 2, done.stderr[-3000:]
     assert "Traceback" not in done.stderr
+    assert "Tip:" not in done.stdout + done.stderr, "Lightning's advertising is silenced"
     last = done.stderr.strip().splitlines()[-1]
     assert last == f"train.py: data.{option}: {tmp_path / 'nothing'}: no such file or folder"
     assert not (tmp_path / "run" / "checkpoints").exists(), "stopped before training"
