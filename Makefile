@@ -24,13 +24,17 @@ system-deps:
 	    echo "error: need$$missing but not root and no sudo; install them with your package manager" >&2; exit 1; fi; \
 	  command -v apt-get >/dev/null || { echo "error: need$$missing and apt-get is not available; install them by hand" >&2; exit 1; }; \
 	  echo "installing$$missing with apt-get"; \
-	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(APT_PKGS) >/dev/null; \
+	  log=$$(mktemp); \
+	  { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(APT_PKGS); } \
+	    >$$log 2>&1 || { cat $$log; exit 1; }; rm -f $$log; \
 	fi
 
 $(STAMP): pyproject.toml
 	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q $(FIND_LINKS) -e '.[train,dev,tools]'
+	@echo "building $(VENV) from pyproject.toml (pip's log: $(VENV)/pip.log)"
+	@$(PY) -m pip install -q --upgrade pip > $(VENV)/pip.log 2>&1 || { cat $(VENV)/pip.log; exit 1; }
+	@$(PY) -m pip install -q $(FIND_LINKS) -e '.[train,dev,tools]' >> $(VENV)/pip.log 2>&1 \
+	  || { cat $(VENV)/pip.log; exit 1; }
 	@touch $(STAMP)
 
 demo: setup
