@@ -103,7 +103,9 @@ def build_shards(
     with st.stage(
         "corpus", f"generating {videos} narrated videos of {duration_s:.0f} s in {corpus_dir}"
     ):
-        with tqdm(total=videos, unit="video", leave=False) as bar:
+        # redrawn in place on a terminal; in a log (CI), a line every 30 s
+        every = 0.1 if sys.stderr.isatty() else 30.0
+        with tqdm(total=videos, unit="video", leave=False, mininterval=every) as bar:
             index = generate_corpus(
                 corpus_dir,
                 videos,
