@@ -5,7 +5,8 @@ that reaches yt-dlp is the ref's URL, as the sole positional argument. `Download
 one attempt as: extract the info dict (no media), decide "too long" and the
 caption track from it, then let yt-dlp's own `process_ie_result` select the format
 and download media and captions into a fresh per-video folder. Transient failures
-(429, 5xx, timeouts) are retried with exponential backoff; every failure surfaces
+(429, 5xx, timeouts, an attempt past its deadline or under the minimum rate:
+`ingest.transfer`) are retried with exponential backoff; every failure surfaces
 as a `DownloadError` with a category from a small taxonomy, so a pipeline can
 record it as data.
 """
@@ -32,11 +33,12 @@ from yt_dlp.utils import GeoRestrictedError, determine_ext
 
 from ingest.config import ConfigError
 from ingest.refs import VideoRef
+from ingest.transfer import BoundedYoutubeDL, TooSlow, Watch
 
 log = logging.getLogger(__name__)
 
 CATEGORIES = frozenset(
-    "unavailable private sign_in geo_blocked no_captions too_long network rate_limited other".split()  # noqa: SIM905
+    "unavailable private sign_in geo_blocked no_captions too_long network rate_limited corrupt_media other".split()  # noqa: SIM905
 )
 TRANSIENT = frozenset({"network", "rate_limited"})
 INFO_KEYS = ("title", "description", "channel", "duration", "upload_date", "webpage_url")
@@ -48,7 +50,8 @@ _HTTP_STATUS = re.compile(r"HTTP Error (\d{3})")
 # access" is private; a 404 on the subtitle URL is no_captions, not unavailable).
 _PHRASES = (
     ("rate_limited", ("too many requests", "try again later", "rate-limit")),
-    ("network", ("timed out", "connection reset", "remote end closed", "did not get any data")),
+    ("corrupt_media", ("did not get any data",)),  # an empty body, sent in full: not transient
+    ("network", ("timed out", "connection reset", "remote end closed")),
     ("private", ("private video", "members-only", "join this channel")),
     ("geo_blocked", ("in your country", "from your location", "geo restrict")),
     ("sign_in", ("sign in", "not a bot", "confirm your age", "login required")),
@@ -69,7 +72,10 @@ class DownloadConfig:
     retries: int = 4  # retries after the first attempt, transient failures only
     backoff_s: float = 2.0  # wait before retry k: backoff_s * 2**k, jittered, capped
     backoff_max_s: float = 60.0
-    socket_timeout_s: float = 30.0
+    socket_timeout_s: float = 30.0  # the longest gap between two reads
+    download_deadline_s: float | None = 1800.0  # wall clock for one attempt, all of it
+    min_rate_kb_s: float = 10.0  # a file under this (kB/s, average) after the grace is stopped
+    min_rate_grace_s: float = 60.0
     sleep_interval_s: float = 0.0  # yt-dlp's pause before each media download
     cookies_file: str | None = None
     proxy: str | None = None
@@ -84,6 +90,8 @@ class DownloadConfig:
             (self.max_duration_s is None or self.max_duration_s > 0, "max_duration_s must be > 0"),
             (min(self.retries, self.backoff_s, self.backoff_max_s) >= 0, "retries/backoff < 0"),
             (self.socket_timeout_s > 0 and self.sleep_interval_s >= 0, "bad timeout or sleep"),
+            (self.download_deadline_s is None or self.download_deadline_s > 0, "deadline <= 0"),
+            (min(self.min_rate_kb_s, self.min_rate_grace_s) >= 0, "min_rate/grace < 0"),
         ):
             if not ok:
                 raise ConfigError(msg)
@@ -145,6 +153,8 @@ def classify(exc: BaseException) -> DownloadError:
     if isinstance(exc, DownloadError):
         return exc
     chain = list(_causes(exc))
+    if slow := next((e for e in chain if isinstance(e, TooSlow)), None):
+        return DownloadError("network", str(slow))
     text = " | ".join(str(e) for e in chain).lower()
     message = _clean(str(exc) or type(exc).__name__)
     status, retry_after = None, None
@@ -286,11 +296,11 @@ class Downloader:
     def __init__(self, cfg: DownloadConfig, workdir: Path) -> None:
         self.cfg = cfg
         self.workdir = Path(workdir)
-        self._ydl: yt_dlp.YoutubeDL | None = None
+        self._ydl: BoundedYoutubeDL | None = None
 
-    def _client(self) -> yt_dlp.YoutubeDL:
+    def _client(self) -> BoundedYoutubeDL:
         if self._ydl is None:
-            self._ydl = yt_dlp.YoutubeDL(ytdlp_params(self.cfg))
+            self._ydl = BoundedYoutubeDL(ytdlp_params(self.cfg))
         return self._ydl
 
     def close(self) -> None:
@@ -311,11 +321,18 @@ class Downloader:
         self.workdir.mkdir(parents=True, exist_ok=True)
         for attempt in range(self.cfg.retries + 1):
             vdir = Path(tempfile.mkdtemp(prefix=f"{ref.video_id}.", dir=self.workdir))
+            watch = Watch(
+                self.cfg.download_deadline_s,
+                self.cfg.min_rate_kb_s * 1000,
+                self.cfg.min_rate_grace_s,
+            )
             try:
-                return self._attempt(ref, vdir, _info)
+                with self._client().watched(watch):
+                    return self._attempt(ref, vdir, _info)
             except BaseException as exc:
                 shutil.rmtree(vdir, ignore_errors=True)
-                err = classify(exc) if isinstance(exc, Exception) else None
+                # past the deadline, whatever the interrupted read raised is the deadline's doing
+                err = classify(watch.failure or exc) if isinstance(exc, Exception) else None
                 if err is None:
                     raise
                 if not err.transient or attempt == self.cfg.retries:
@@ -374,8 +391,10 @@ class Downloader:
         result = ydl.process_ie_result(info, download=True)
         downloads = result.get("requested_downloads") or []
         video = Path(downloads[0]["filepath"]) if downloads else None
-        if video is None or not video.is_file() or video.stat().st_size == 0:
+        if video is None or not video.is_file():
             raise DownloadError("other", "yt-dlp reported no media file")
+        if video.stat().st_size == 0:
+            raise DownloadError("corrupt_media", "the media file is empty")
         if cap_path is None:
             sub = (result.get("requested_subtitles") or {}).get(cap_lang) or {}
             cap_path = Path(sub["filepath"]) if sub.get("filepath") else None
