@@ -42,16 +42,18 @@ def _socket(response: Any) -> socket.socket | None:
     for _ in range(5):
         if isinstance(obj, socket.socket):
             return obj
-        obj = next((v for k in ("fp", "raw", "_sock") if (v := getattr(obj, k, None))), None)
+        obj = next(
+            (v for k in ("fp", "raw", "_sock") if (v := getattr(obj, k, None)) is not None), None
+        )
     return None
 
 
 def _interrupt(response: Any) -> None:
     """End a read blocked on `response` in another thread: shut its socket for reading.
 
-    urllib3's responses (yt-dlp's requests handler) do that with `shutdown()`; under
-    the urllib handler's, the socket is found and shut. Closing would not do: a socket
-    with a file open on it stays open, and the read goes on.
+    urllib3's responses (yt-dlp's requests handler) do that with `shutdown()`; for the
+    urllib handler's, the socket under the response is shut. Closing would not do: a
+    socket with a file open on it stays open, and the read goes on.
     """
     with contextlib.suppress(ValueError, RuntimeError, OSError):  # released or closed already
         shutdown = getattr(getattr(response, "fp", None), "shutdown", None)
