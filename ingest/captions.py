@@ -4,10 +4,12 @@ YouTube ASR captions ("auto") carry one time tag per word,
 ``so<00:00:01.920><c> today</c><00:00:02.240><c> we</c>``, in a rolling layout:
 each cue repeats the line before it as plain text and 10 ms cues only repeat
 text. A word starts at its tag (the first word of a line at the cue start) and
-ends where the next word of its cue starts, or at the cue end. Manual captions
+ends where the next word of its cue starts, or at the cue end; a tag outside its
+cue, going back in time or never closed is an error. Manual captions
 have cue times only; a cue's words are spread over the cue in proportion to
 their length. Bracketed tags (``[Music]``, ``[Applause]``, ``[ __ ]``) are kept
-apart as non-speech. All times are integer milliseconds.
+apart as non-speech. '<' and '>' left in the text (escaped, or stray) only separate
+words. All times are integer milliseconds. Parsing takes time linear in the file.
 
 ``python -m ingest.captions FILE`` prints one JSON object per word.
 """
@@ -68,6 +70,9 @@ _SRT_TIMING = re.compile(rf"\s*{_SRT_TIME}\s*-->\s*{_SRT_TIME}(?=\s|$)")
 _TAG_TIME = re.compile(r"(?:(\d+):)?(\d{2}):(\d{2})\.(\d{3})")
 _TAG = re.compile(r"<([^<>]*)>")  # any cue tag: <c>, </c>, <i>, <v Name>, <00:00:01.000>
 _TIME_TAG = re.compile(r"<\d[^<>]*>")
+_OPEN_TIME_TAG = re.compile(r"<\s*\d")  # what is left of a time tag that never closes
+_MAX_HOUR_DIGITS = 10  # webvtt-py reads at most 10; longer hours are no real time
+_ANGLES = str.maketrans("<>", "  ")  # '<' and '>' in text (&lt; &gt; or stray) split words
 _ASS_TAG = re.compile(r"\{\\[^{}]*\}")  # {\an8} positioning codes found in SRT files
 _TOKEN = re.compile(r"\[[^\[\]]*\]|[^\s\[\]]+")  # a bracketed tag or a run of non-space
 _NEWLINE = re.compile(r"\r\n|\r|\n")
@@ -87,6 +92,10 @@ def _fail(name: str, problem: str) -> CaptionError:
 
 def _ms(hours: str | None, minutes: str, seconds: str, frac: str, name: str, where: str) -> int:
     """Milliseconds of a parsed timestamp; a fraction '.5' is 500 ms."""
+    if hours is not None and len(hours) > _MAX_HOUR_DIGITS:  # int() of 5000 digits raises
+        raise _fail(
+            name, f"{where}: timestamp could not be read (hours of {len(hours)} digits, at most 10)"
+        )
     m, s = int(minutes), int(seconds)
     if m > 59 or s > 59:
         raise _fail(name, f"{where}: minutes or seconds over 59")
@@ -208,45 +217,69 @@ def _plain(line: str) -> str:
     return " ".join(_TAG.sub("", line).split())
 
 
-def _new_lines(lines: list[str], previous: list[str]) -> list[str]:
-    """Drop the leading lines that repeat the end of the previous cue (rolling layout).
+def _repeated(lines: Sequence[str], plains: Sequence[str], previous: Sequence[str]) -> int:
+    """How many leading lines repeat the end of the previous cue (rolling layout).
 
-    A line with time tags is always new; YouTube repeats old lines as plain text.
+    The most leading lines, none with a time tag (YouTube repeats old lines as plain
+    text), whose plain text equals the last lines of the previous cue. Linear in the
+    lines: the longest prefix of ``head`` that is a suffix of ``tail`` is the prefix
+    function (Knuth-Morris-Pratt) at the end of ``head + [separator] + tail``, over
+    line numbers that stand for the texts.
     """
-    plains = [_plain(line) for line in lines]
-    for k in range(min(len(lines), len(previous)), 0, -1):
-        repeats = not any(_TIME_TAG.search(line) for line in lines[:k])
-        if repeats and plains[:k] == previous[-k:]:
-            return lines[k:]
-    return lines
+    tagged = next((i for i, line in enumerate(lines) if _TIME_TAG.search(line)), len(lines))
+    n = min(tagged, len(previous))  # the most lines that can be a repeat
+    if n == 0:
+        return 0
+    ids: dict[str, int] = {}
+    head = [ids.setdefault(text, len(ids)) for text in plains[:n]]
+    tail = [ids.setdefault(text, len(ids)) for text in previous[len(previous) - n :]]
+    seq = [*head, -1, *tail]
+    prefix = [0] * len(seq)  # prefix[i]: longest proper prefix of seq[: i + 1] ending at i
+    for i in range(1, len(seq)):
+        k = prefix[i - 1]
+        while k and seq[i] != seq[k]:
+            k = prefix[k - 1]
+        prefix[i] = k + (seq[i] == seq[k])
+    return prefix[-1]
 
 
 def _chunks(text: str, cue: _Cue, name: str) -> list[tuple[int, int, str]]:
-    """Split cue text at its time tags into (start, end, text) pieces; other tags vanish."""
-    starts, texts = [cue.start_ms], [""]
+    """Split cue text at its time tags into (start, end, text) pieces; other tags vanish.
+
+    A time tag must lie within the cue and not go back in time; one that never
+    closes (``word<00:00:01.0``) is an error, not text.
+    """
+    starts, pieces = [cue.start_ms], [[]]  # pieces[i]: the text of chunk i, in parts
     pos = 0
     for match in _TAG.finditer(text):
-        texts[-1] += text[pos : match.start()]
+        pieces[-1].append(text[pos : match.start()])
         pos = match.end()
         tag = match.group(1).strip()
         if not tag[:1].isdigit():
             continue
         time = _TAG_TIME.fullmatch(tag)
         if time is None:
-            raise _fail(name, f"{cue.where}: bad word time tag <{tag}>")
+            raise _fail(name, f"{cue.where}: bad word time tag <{tag[:40]}>")
         ms = _ms(*time.groups(), name=name, where=cue.where)
         if ms < starts[-1]:
             raise _fail(name, f"{cue.where}: word time tag <{tag}> goes back in time")
+        if ms > cue.end_ms:
+            raise _fail(name, f"{cue.where}: word time tag <{tag}> after the cue end")
         starts.append(ms)
-        texts.append("")
-    texts[-1] += text[pos:]
-    ends = [*starts[1:], max(cue.end_ms, starts[-1])]
+        pieces.append([])
+    pieces[-1].append(text[pos:])
+    texts = ["".join(parts) for parts in pieces]
+    for part in texts:
+        if unclosed := _OPEN_TIME_TAG.search(part):
+            fragment = part[unclosed.start() :][:24]
+            raise _fail(name, f"{cue.where}: word time tag {fragment!r} is not closed")
+    ends = [*starts[1:], cue.end_ms]
     return list(zip(starts, ends, texts, strict=True))
 
 
 def _tokens(text: str) -> list[str]:
-    """Words and bracketed tags of tag-free text; markup, entities and '>>' removed."""
-    text = html.unescape(_ASS_TAG.sub(" ", text)).replace(">>", " ")
+    """Words and bracketed tags of tag-free text; markup, entities, '<' and '>' removed."""
+    text = html.unescape(_ASS_TAG.sub(" ", text)).translate(_ANGLES)  # '>>': speaker change
     tokens = []
     for token in _TOKEN.findall(text):
         if token.startswith("["):
@@ -279,8 +312,9 @@ def _words_from_cues(cues: Sequence[_Cue], name: str) -> Captions:
     for cue in cues:
         lines = [line for line in cue.lines if line.strip()]
         if auto:
-            new = _new_lines(lines, previous)
-            previous = [_plain(line) for line in lines]
+            plains = [_plain(line) for line in lines]
+            new = lines[_repeated(lines, plains, previous) :]
+            previous = plains
         else:
             new = lines
         for start, end, text in _chunks(" ".join(new), cue, name):

@@ -165,7 +165,10 @@ class DownloadConfig:
     retries: int = 4  # retries after the first attempt, transient failures only
     backoff_s: float = 2.0  # wait before retry k: backoff_s * 2**k, jittered, capped
     backoff_max_s: float = 60.0
-    socket_timeout_s: float = 30.0
+    socket_timeout_s: float = 30.0  # the longest gap between two reads
+    download_deadline_s: float | None = 1800.0  # wall clock for one attempt, all of it
+    min_rate_kb_s: float = 10.0  # a file under this (kB/s, average) after the grace is stopped
+    min_rate_grace_s: float = 60.0
     sleep_interval_s: float = 0.0  # yt-dlp's pause before each media download
     cookies_file: str | None = None
     proxy: str | None = None
@@ -179,6 +182,12 @@ class DownloadConfig:
         for name in ("retries", "backoff_s", "backoff_max_s", "sleep_interval_s"):
             _require(self, name, getattr(self, name) >= 0, "must be >= 0")
         _require(self, "socket_timeout_s", self.socket_timeout_s > 0, "must be > 0")
+        deadline = self.download_deadline_s
+        _require(
+            self, "download_deadline_s", deadline is None or deadline > 0, "must be > 0 or null"
+        )
+        for name in ("min_rate_kb_s", "min_rate_grace_s"):
+            _require(self, name, getattr(self, name) >= 0, "must be >= 0")
 
 
 @dataclass(frozen=True, slots=True)

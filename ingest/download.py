@@ -5,7 +5,8 @@ that reaches yt-dlp is the ref's URL, as the sole positional argument. `Download
 one attempt as: extract the info dict (no media), decide "too long" and the
 caption track from it, then let yt-dlp's own `process_ie_result` select the format
 and download media and captions into a fresh per-video folder. Transient failures
-(429, 5xx, timeouts) are retried with exponential backoff; every failure surfaces
+(429, 5xx, timeouts, an attempt past its deadline or under the minimum rate:
+`ingest.transfer`) are retried with exponential backoff; every failure surfaces
 as a `DownloadError` with a category from a small taxonomy, so a pipeline can
 record it as data.
 """
@@ -32,11 +33,12 @@ from yt_dlp.utils import GeoRestrictedError, determine_ext
 
 from ingest.config import DownloadConfig
 from ingest.refs import VideoRef
+from ingest.transfer import BoundedYoutubeDL, TooSlow, Watch
 
 log = logging.getLogger(__name__)
 
 CATEGORIES = frozenset(
-    "unavailable private sign_in geo_blocked no_captions too_long network rate_limited other".split()  # noqa: SIM905
+    "unavailable private sign_in geo_blocked no_captions too_long network rate_limited corrupt_media other".split()  # noqa: SIM905
 )
 TRANSIENT = frozenset({"network", "rate_limited"})
 INFO_KEYS = ("title", "description", "channel", "duration", "upload_date", "webpage_url")
@@ -48,7 +50,8 @@ _HTTP_STATUS = re.compile(r"HTTP Error (\d{3})")
 # access" is private; a 404 on the subtitle URL is no_captions, not unavailable).
 _PHRASES = (
     ("rate_limited", ("too many requests", "try again later", "rate-limit")),
-    ("network", ("timed out", "connection reset", "remote end closed", "did not get any data")),
+    ("corrupt_media", ("did not get any data",)),  # an empty body, sent in full: not transient
+    ("network", ("timed out", "connection reset", "remote end closed")),
     ("private", ("private video", "members-only", "join this channel")),
     ("geo_blocked", ("in your country", "from your location", "geo restrict")),
     ("sign_in", ("sign in", "not a bot", "confirm your age", "login required")),
@@ -114,6 +117,8 @@ def classify(exc: BaseException) -> DownloadError:
     if isinstance(exc, DownloadError):
         return exc
     chain = list(_causes(exc))
+    if slow := next((e for e in chain if isinstance(e, TooSlow)), None):
+        return DownloadError("network", str(slow))
     text = " | ".join(str(e) for e in chain).lower()
     message = _clean(str(exc) or type(exc).__name__)
     status, retry_after = None, None
@@ -262,11 +267,11 @@ class Downloader:
         self.cfg = cfg
         self.workdir = Path(workdir)
         self.max_duration_s = max_duration_s
-        self._ydl: yt_dlp.YoutubeDL | None = None
+        self._ydl: BoundedYoutubeDL | None = None
 
-    def _client(self) -> yt_dlp.YoutubeDL:
+    def _client(self) -> BoundedYoutubeDL:
         if self._ydl is None:
-            self._ydl = yt_dlp.YoutubeDL(ytdlp_params(self.cfg))
+            self._ydl = BoundedYoutubeDL(ytdlp_params(self.cfg))
         return self._ydl
 
     def close(self) -> None:
@@ -286,11 +291,18 @@ class Downloader:
         self.workdir.mkdir(parents=True, exist_ok=True)
         for attempt in range(self.cfg.retries + 1):
             vdir = Path(tempfile.mkdtemp(prefix=f"{ref.video_id}.", dir=self.workdir))
+            watch = Watch(
+                self.cfg.download_deadline_s,
+                self.cfg.min_rate_kb_s * 1000,
+                self.cfg.min_rate_grace_s,
+            )
             try:
-                return self._attempt(ref, vdir)
+                with self._client().watched(watch):
+                    return self._attempt(ref, vdir)
             except BaseException as exc:
                 shutil.rmtree(vdir, ignore_errors=True)
-                err = classify(exc) if isinstance(exc, Exception) else None
+                # past the deadline, whatever the interrupted read raised is the deadline's doing
+                err = classify(watch.failure or exc) if isinstance(exc, Exception) else None
                 if err is None:
                     raise
                 if not err.transient or attempt == self.cfg.retries:
@@ -355,8 +367,10 @@ class Downloader:
         result = ydl.process_ie_result(info, download=True)
         downloads = result.get("requested_downloads") or []
         video = Path(downloads[0]["filepath"]) if downloads else None
-        if video is None or not video.is_file() or video.stat().st_size == 0:
+        if video is None or not video.is_file():
             raise DownloadError("other", "yt-dlp reported no media file")
+        if video.stat().st_size == 0:
+            raise DownloadError("corrupt_media", "the media file is empty")
         if cap_path is None:
             sub = (result.get("requested_subtitles") or {}).get(cap_lang) or {}
             cap_path = Path(sub["filepath"]) if sub.get("filepath") else None

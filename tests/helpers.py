@@ -41,6 +41,7 @@ from devtools import mediagen
 from devtools.samples import make_sample
 from ingest.config import CoreConfig, FilterConfig, SegmentConfig
 from ingest.core import VideoFailure, VideoSource, process_video
+from ingest.download import Downloader
 from shards import layout, manifest
 from shards.manifest import ManifestRow
 from shards.writer import ShardLimits, ShardWriter, encode_video
@@ -287,3 +288,19 @@ def steps_of(out: Path, rank: int = 0) -> list[dict]:
     """KeyRecorder's rows: one per training step, {"step", "epoch", "keys"}."""
     lines = (out / f"keys-rank{rank}.jsonl").read_text().splitlines()
     return [json.loads(line) for line in lines]
+
+
+# --- downloads (YouTube cannot be reached from tests) ---
+
+
+class YoutubeShaped(Downloader):
+    """A Downloader whose site answers every URL with one YouTube-shaped info dict
+    (``info``, settable; None: ask the real extractor). Everything after that answer, the
+    format and caption choice and every download, is the production path."""
+
+    def __init__(self, info: dict | None, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.info = info
+
+    def extract_info(self, url: str) -> dict:
+        return dict(self.info) if self.info is not None else super().extract_info(url)

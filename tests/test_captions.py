@@ -264,6 +264,36 @@ MALFORMED: dict[str, tuple[str, bytes, str]] = {
     "srt_end_before_start": (".srt", b"1\n00:00:05,000 --> 00:00:01,000\nhi\n", "ends before"),
     "srt_broken_timestamp": (".srt", b"1\n00:00:aa,000 --> 00:00:01,000\nhi\n", "timing"),
     "srt_no_timing": (".srt", b"hello there\nno cues here\n", "timing line"),
+    "hours_of_thousands_of_digits": (
+        ".vtt",
+        b"WEBVTT\n\n" + b"9" * 5000 + b":00:00.000 --> 00:00:01.000\nhi\n",
+        "could not be read",
+    ),
+    "srt_hours_of_thousands_of_digits": (
+        ".srt",
+        b"1\n" + b"1" * 5000 + b":00:00,000 --> 00:00:01,000\nhi\n",
+        "could not be read",
+    ),
+    "tag_hours_of_thousands_of_digits": (
+        ".vtt",
+        b"WEBVTT\n\n00:00:00.000 --> 00:00:02.000\na<" + b"1" * 5000 + b":00:00.500><c> b</c>\n",
+        "could not be read",
+    ),
+    "unclosed_word_tag": (
+        ".vtt",
+        b"WEBVTT\n\n00:00:00.000 --> 00:00:02.000\nhe comes<00:00:01.063<c> now</c>\n",
+        "not closed",
+    ),
+    "word_tag_cut_short": (
+        ".vtt",
+        b"WEBVTT\n\n00:00:00.000 --> 00:00:02.000\nhe comes<00:00:0",
+        "not closed",
+    ),
+    "tag_after_cue_end": (
+        ".vtt",
+        b"WEBVTT\n\n00:00:00.000 --> 00:00:02.000\na<00:00:03.000><c> b</c>\n",
+        "after the cue end",
+    ),
 }
 
 
@@ -277,6 +307,23 @@ def test_malformed_file_raises_caption_error_naming_file(tmp_path: Path, case: s
     message = str(info.value)
     assert f"bad_{case}{suffix}" in message
     assert problem.lower() in message.lower()
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "he comes&lt;00:00:01.063&gt; now<00:00:01.500><c> here</c>",  # escaped: text
+        "he comes<<00:00:01.063><c> now</c><00:00:01.500><c> here</c>",  # doubled bracket
+        "he comes<00:00:01.063>><c> now</c><00:00:01.500><c> here</c>",
+        "he comes> now<00:00:01.500><c> here</c> <",  # stray brackets
+    ],
+)
+def test_angle_brackets_never_stay_in_word_text(line: str) -> None:
+    caps = parse_vtt(f"WEBVTT\n\n00:00:00.000 --> 00:00:02.000\n{line}\n")
+    texts = [w.text for w in caps.words]
+    assert not any("<" in t or ">" in t for t in texts), texts
+    assert texts[:2] == ["he", "comes"] and texts[-2:] == ["now", "here"]
+    assert caps.words[-1].start_ms == 1500
 
 
 def test_string_parsers_name_the_given_source() -> None:
@@ -321,6 +368,17 @@ def test_cli_exits_2_with_message_on_bad_input(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stdout == ""
     assert "broken_cli.vtt" in result.stderr and "ends before" in result.stderr
+
+
+def test_cli_exits_2_without_traceback_for_a_timestamp_of_thousands_of_digits(
+    tmp_path: Path,
+) -> None:
+    bad = tmp_path / "huge.vtt"
+    bad.write_text("WEBVTT\n\n" + "1" * 5000 + ":00:00.000 --> 00:00:01.000\nhi\n")
+    result = run_cli(str(bad))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr and "huge.vtt" in result.stderr
+    assert len(result.stderr.splitlines()) == 1
 
 
 def test_main_returns_2_for_a_missing_file(

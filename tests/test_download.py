@@ -31,6 +31,7 @@ from ingest.download import (
     classify,
 )
 from ingest.refs import make_ref
+from tests.helpers import YoutubeShaped
 
 YT_ID = "dQw4w9WgXcQ"
 FORMAT_FILES = ("f240.mp4", "f360.mp4", "f360big.mp4", "f720.mp4", "f360vo.mp4", "f360.webm")
@@ -51,6 +52,7 @@ def site(tmp_path_factory) -> Path:
     words = make_words(3.0)
     write_auto_vtt(root / "auto.en.vtt", words)
     write_manual_vtt(root / "manual.en.vtt", words)
+    (root / "empty.mp4").write_bytes(b"")
     (root / "notvtt.txt").write_text("1\n00:00:00,000 --> 00:00:01,000\nsrt, not vtt\n")
     (root / "page.html").write_text(
         "<html><head><title>Cooking</title></head><body><video src='clip.mp4'>"
@@ -68,17 +70,6 @@ def server(site: Path):
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
     return tmp_path / "work"
-
-
-class YoutubeShaped(Downloader):
-    """A Downloader whose site answers every URL with one YouTube-shaped info dict."""
-
-    def __init__(self, info: dict, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.info = info
-
-    def extract_info(self, url: str) -> dict:
-        return dict(self.info)
 
 
 def downloader(workdir: Path, info: dict | None = None, max_duration_s=1200.0, **cfg) -> Downloader:
@@ -333,6 +324,21 @@ def test_a_sidecar_that_is_not_vtt_is_handed_on_for_the_parser_to_judge(server, 
     assert list(workdir.iterdir()) == []
 
 
+@pytest.mark.parametrize("youtube", [True, False])
+def test_an_empty_media_file_is_corrupt_media_and_not_retried(server, workdir, youtube):
+    formats = [fmt(server, "18", "empty.mp4", 360)]
+    site = youtube_info(server, formats=formats) if youtube else None
+    dl = downloader(workdir, site, retries=2)
+    with pytest.raises(DownloadError) as err:
+        if youtube:
+            dl.download(make_ref(YT_ID))
+        else:
+            dl.download(make_ref(server.url("empty.mp4"), captions=server.url("auto.en.vtt")))
+    assert (err.value.category, err.value.transient) == ("corrupt_media", False)
+    assert server.requests("empty.mp4") == (1 if youtube else 2)  # (+ the probe) one attempt
+    assert list(workdir.iterdir()) == []
+
+
 def test_caption_404_from_youtube_is_no_captions(server, workdir):
     server.fail("auto.en.vtt", 404)
     with pytest.raises(DownloadError) as err:
@@ -378,6 +384,7 @@ def _wrapped(exc: BaseException) -> yt_dlp.utils.DownloadError:
         (TransportError("Connection reset by peer"), "network", True),
         (TimeoutError("The read operation timed out"), "network", True),
         (ExtractorError("Requested format is not available"), "other", False),
+        (yt_dlp.utils.DownloadError("Did not get any data blocks"), "corrupt_media", False),
     ],
 )  # fmt: skip
 def test_classify_maps_ytdlp_failures_to_the_taxonomy(exc, category, transient):
