@@ -30,7 +30,7 @@ class ShardStats:
     words: int = 0
     window_ms: int = 0  # sum of the samples' window lengths
     error: str = ""  # why the shard could not be read to its end
-    bad_samples: int = 0  # samples whose json is missing or does not parse
+    bad_samples: int = 0  # samples whose json is missing, does not parse or mistypes a field
 
 
 @dataclass(slots=True)
