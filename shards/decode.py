@@ -73,7 +73,8 @@ class MemberError(SampleError):
 def decode_sample(key: str, members: dict[str, bytes]) -> Sample:
     """A sample from its members' bytes by suffix; raises :class:`SampleError`.
 
-    Nothing a member declares allocates more than the member's own size.
+    What a member declares never costs more than the member's own size, except a frame,
+    whose decoded pixels :data:`MAX_FRAME_PIXELS` bounds (the frames stay undecoded here).
     """
     if JSON_MEMBER not in members:
         raise SampleError(f"{key}: no .json member")

@@ -1,8 +1,8 @@
 """One shard sample -> arrays the model takes, and a list of them -> a :class:`LoaderBatch`.
 
 The format on disk is read through ``shards/`` only (``shards.decode`` checks and opens,
-``shards.schema`` dequantizes); this module turns a decoded :class:`shards.schema.Sample` into the per-window arrays of the
-batch contract (model/data/batch.py):
+``shards.schema`` dequantizes); this module turns a decoded :class:`shards.schema.Sample`
+into the per-window arrays of the batch contract (model/data/batch.py):
 
     frames        (S, 3, H, W)  uint8   JPEG -> RGB, centre-cropped to the aspect of (H, W), resized
     audio         (S, 3, T, M)  float32 dequantized log-mel, 3 sub-segments of T frames, time-major
