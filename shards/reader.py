@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from shards import layout, schema
+from shards.decode import decode_sample, parse_meta
 
 Want = Callable[[str, str], bool]  # (key, suffix) -> read this member's data?
 
@@ -104,6 +105,11 @@ def _walk(
             continue
         key, suffix = split_name(info.name)
         data = None
+        if info.size > schema.MAX_MEMBER_BYTES:  # read, it would allocate what it declares
+            raise ShardError(
+                f"{url}: member {info.name} declares {info.size} bytes, more than the "
+                f"{schema.MAX_MEMBER_BYTES} a member may have"
+            )
         if want is None or want(key, suffix):
             fh = tar.extractfile(info)
             data = fh.read() if fh is not None else b""
@@ -178,9 +184,9 @@ def stream_raw(urls: Iterable[str], on_error: Callable[[Exception], object]) -> 
 
 
 def iter_samples(url: str) -> Iterator[schema.Sample]:
-    """Decoded samples of one shard; raises ShardError or schema.SampleError."""
+    """Decoded (checked) samples of one shard; raises ShardError or schema.SampleError."""
     for raw in iter_raw(url):
-        yield schema.decode(raw.key, raw.members)
+        yield decode_sample(raw.key, raw.members)
 
 
 def json_only(_key: str, suffix: str) -> bool:
@@ -192,7 +198,7 @@ def first_meta(url: str) -> schema.SampleMeta:
     raises ShardError or schema.SampleError."""
     for entry in iter_entries(url, want=json_only):
         if entry.data is not None:
-            return schema.SampleMeta.from_json(entry.data, where=f"{url}: {entry.key}.json")
+            return parse_meta(entry.data, where=f"{url}: {entry.key}.json")
     raise ShardError(f"{url}: no sample with a .json member")
 
 

@@ -17,7 +17,9 @@ consecutive segments of one video. Its members share the sample key
     ``(segments, n_mels, frames)``; absent when the video has no audio.
     ``float = uint8 / scale[segment]`` (see :func:`dequantize_mel`).
 
-Change anything here only together with a bump of :data:`SCHEMA_VERSION`.
+Writers build samples here (:func:`encode`); readers get them from
+:func:`shards.decode.decode_sample`, which checks every field and member before it
+trusts one. Change anything here only together with a bump of :data:`SCHEMA_VERSION`.
 """
 
 from __future__ import annotations
@@ -40,6 +42,9 @@ MAX_SEGMENTS = 100  # two-digit frame member names
 # (MERLOT Reserve: 3 x 60 of a segment's 188 mel frames; docs/DESIGN.md section 2).
 # Ingest writes it into every sample's params; the model is built for it.
 SUBSEGMENTS = 3
+# A member of this format is a few hundred kB at most; a tar header may declare any size,
+# and a reader allocates what it declares.
+MAX_MEMBER_BYTES = 64 << 20
 
 
 class SampleError(ValueError):
@@ -117,28 +122,6 @@ class SampleMeta:
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":")).encode()
 
-    @classmethod
-    def from_json(cls, data: bytes | str, where: str = "<json>") -> SampleMeta:
-        try:
-            raw = json.loads(data)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise SampleError(f"{where}: json does not parse: {exc}") from None
-        if not isinstance(raw, dict):
-            raise SampleError(f"{where}: json is not an object")
-        if raw.get("schema") != SCHEMA_VERSION:
-            raise SampleError(
-                f"{where}: schema version {raw.get('schema')!r}, this reader knows {SCHEMA_VERSION}"
-            )
-        try:
-            raw["words"] = [WordRecord(**w) for w in raw["words"]]
-            raw["params"] = ExtractionParams(**raw["params"])
-            raw["segments"] = [tuple(s) for s in raw["segments"]]
-            if raw["mel_shape"] is not None:
-                raw["mel_shape"] = tuple(raw["mel_shape"])
-            return cls(**raw)
-        except (KeyError, TypeError) as exc:
-            raise SampleError(f"{where}: json misses or mistypes a field: {exc}") from None
-
 
 @dataclass(slots=True)
 class Sample:
@@ -193,30 +176,6 @@ def encode(sample: Sample) -> dict[str, bytes]:
     if sample.mel is not None:
         members[MEL_MEMBER] = _npy_bytes(sample.mel)
     return members
-
-
-def decode(key: str, members: dict[str, bytes]) -> Sample:
-    """Rebuild a :class:`Sample` from its members; raises :class:`SampleError`."""
-    if JSON_MEMBER not in members:
-        raise SampleError(f"{key}: no .json member")
-    meta = SampleMeta.from_json(members[JSON_MEMBER], where=f"{key}.json")
-    if meta.key != key:
-        raise SampleError(f"{key}: json names key {meta.key!r}")
-    frames = []
-    for i in range(meta.n_segments):
-        name = frame_member(i)
-        if name not in members:
-            raise SampleError(f"{key}: frame member .{name} missing")
-        frames.append(members[name])
-    mel = None
-    if MEL_MEMBER in members:
-        try:
-            mel = np.load(io.BytesIO(members[MEL_MEMBER]), allow_pickle=False)
-        except (ValueError, OSError, EOFError) as exc:
-            raise SampleError(f"{key}: .{MEL_MEMBER} does not load: {exc}") from None
-    sample = Sample(meta=meta, frames=frames, mel=mel)
-    check(sample)
-    return sample
 
 
 def check(sample: Sample) -> None:

@@ -19,7 +19,8 @@ consolidated:
 
 Windows are 2 segments (10 s); a shard holds at most 2 samples, so each ok
 video lands in its own shard (3 shards). Tests must copy before damaging anything;
-the helpers at the end rewrite a tar's members, or a manifest, for that.
+the helpers at the end rewrite a tar's members, or a manifest, for that, and craft members
+whose headers declare more than they hold (``huge_jpeg``, ``npy_declaring``).
 """
 
 from __future__ import annotations
@@ -29,12 +30,14 @@ import json
 import os
 import shutil
 import socket
+import struct
 import subprocess
 import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 from devtools import mediagen
@@ -250,6 +253,23 @@ def edit_json(members: Members, key: str, change: Callable[[dict], None]) -> Mem
             data = json.dumps(meta).encode()
         out.append((name, data))
     return out
+
+
+def huge_jpeg(data: bytes, width: int = 30000, height: int = 30000) -> bytes:
+    """A real JPEG whose SOF0 header declares width x height; the scan data is unchanged."""
+    at = 2  # after SOI; each header segment: FF, marker, length (2, counting itself), body
+    while data[at + 1] != 0xC0:  # SOF0 body: precision (1), height (2), width (2), ...
+        assert data[at] == 0xFF and data[at + 1] != 0xDA, "a baseline JPEG has SOF0 before SOS"
+        at += 2 + struct.unpack(">H", data[at + 2 : at + 4])[0]
+    return data[: at + 5] + struct.pack(">HH", height, width) + data[at + 9 :]
+
+
+def npy_declaring(shape: tuple[int, ...], descr: str = "|u1", payload: bytes = bytes(64)) -> bytes:
+    """A .npy header declaring ``shape`` of ``descr``, followed by ``payload`` only."""
+    buf = io.BytesIO()
+    header = {"descr": descr, "fortran_order": False, "shape": shape}
+    np.lib.format.write_array_header_1_0(buf, header)
+    return buf.getvalue() + payload
 
 
 def rewrite_manifest(out: Path, change: Callable[[list[manifest.ManifestRow]], list]) -> None:

@@ -5,13 +5,14 @@ import pytest
 
 from devtools.samples import make_sample
 from shards import schema
+from shards.decode import decode_sample
 
 
 def test_encode_decode_round_trip_keeps_every_field():
     s = make_sample("abc_DEF-1", window=3, segments=5)
     members = schema.encode(s)
     assert set(members) == {"json", "mel.npy", *(f"{i:02d}.jpg" for i in range(5))}
-    back = schema.decode(s.key, members)
+    back = decode_sample(s.key, members)
     assert back.meta == s.meta
     assert back.frames == s.frames
     np.testing.assert_array_equal(back.mel, s.mel)
@@ -21,7 +22,7 @@ def test_sample_without_audio_has_no_mel_member():
     s = make_sample(audio=False)
     members = schema.encode(s)
     assert "mel.npy" not in members
-    assert schema.decode(s.key, members).mel is None
+    assert decode_sample(s.key, members).mel is None
 
 
 def test_key_rejects_unsafe_video_ids():
@@ -58,7 +59,7 @@ def test_decode_names_the_damage(damage, match):
     members = schema.encode(s)
     damage(members)
     with pytest.raises(schema.SampleError, match=match):
-        schema.decode(s.key, members)
+        decode_sample(s.key, members)
 
 
 def test_decode_rejects_wrong_mel_shape_and_other_schema_versions():
@@ -68,11 +69,11 @@ def test_decode_rejects_wrong_mel_shape_and_other_schema_versions():
     meta["mel_shape"] = [4, 64, 100]
     members["json"] = json.dumps(meta).encode()
     with pytest.raises(schema.SampleError, match="mel_shape"):
-        schema.decode(s.key, members)
+        decode_sample(s.key, members)
     meta["schema"] = 99
     members["json"] = json.dumps(meta).encode()
     with pytest.raises(schema.SampleError, match="schema version 99"):
-        schema.decode(s.key, members)
+        decode_sample(s.key, members)
 
 
 def test_check_catches_words_outside_window_and_bad_subsegment():

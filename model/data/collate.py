@@ -1,8 +1,8 @@
 """One shard sample -> arrays the model takes, and a list of them -> a :class:`LoaderBatch`.
 
-The format on disk is read through ``shards.schema`` only (decode, dequantize); this
-module turns a decoded :class:`shards.schema.Sample` into the per-window arrays of the
-batch contract (model/data/batch.py):
+The format on disk is read through ``shards/`` only (``shards.decode`` checks and opens,
+``shards.schema`` dequantizes); this module turns a decoded :class:`shards.schema.Sample`
+into the per-window arrays of the batch contract (model/data/batch.py):
 
     frames        (S, 3, H, W)  uint8   JPEG -> RGB, centre-cropped to the aspect of (H, W), resized
     audio         (S, 3, T, M)  float32 dequantized log-mel, 3 sub-segments of T frames, time-major
@@ -17,7 +17,6 @@ with equal gaps g = (F - 3T) / 4 = 2 around them: frames [2:62], [64:124], [126:
 
 from __future__ import annotations
 
-import io
 import math
 from dataclasses import dataclass
 
@@ -30,6 +29,7 @@ from model.config import SUBSEGMENTS
 from model.data.batch import Batch
 from model.data.tokenizer import Tokenizer
 from shards import schema
+from shards.decode import open_frame
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,7 @@ def decode_jpeg(jpeg: bytes, size: tuple[int, int]) -> np.ndarray:
     libjpeg decodes at 1/2, 1/4 or 1/8 scale when the result still covers ``size``.
     """
     H, W = size
-    img = Image.open(io.BytesIO(jpeg))
+    img = open_frame(jpeg)  # header only: a declared size past the cap is refused here
     w, h = img.size
     c = crop_box(w, h, size)
     img.draft("RGB", (math.ceil(W * w / c[2]), math.ceil(H * h / c[3])))

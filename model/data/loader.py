@@ -50,6 +50,7 @@ from model.data.tokenizer import Tokenizer
 from model.seeding import derive_seed
 from shards import reader as shard_reader
 from shards import schema
+from shards.decode import decode_sample
 
 log = logging.getLogger(__name__)
 
@@ -213,8 +214,8 @@ decode_batches = wds.pipelinefilter(_decode_batches)
 
 
 def decode_raw(raw: shard_reader.RawSample, cfg: DecodeConfig, tokenizer: Tokenizer) -> Example:
-    """One raw sample -> Example, via shards.schema."""
-    return to_example(schema.decode(raw.key, raw.members), cfg, tokenizer)
+    """One raw sample -> Example: checked by shards.decode, then brought to the batch's shapes."""
+    return to_example(decode_sample(raw.key, raw.members), cfg, tokenizer)
 
 
 def _number_batches(

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from shards import reader, schema
 from shards.cli.locate import LocateError, ManifestView, Target, load_manifest
 from shards.cli.progress import progress_bar
+from shards.decode import parse_meta
 from shards.layout import shard_name
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ class ShardStats:
     words: int = 0
     window_ms: int = 0  # sum of the samples' window lengths
     error: str = ""  # why the shard could not be read to its end
-    bad_samples: int = 0  # samples whose json is missing or does not parse
+    bad_samples: int = 0  # samples whose json is missing, does not parse or mistypes a field
 
 
 @dataclass(slots=True)
@@ -128,7 +129,7 @@ class _Scanner:
                     continue
                 with_json.add(entry.key)
                 try:
-                    meta = schema.SampleMeta.from_json(entry.data, where=f"{entry.key}.json")
+                    meta = parse_meta(entry.data, where=f"{entry.key}.json")
                 except schema.SampleError as exc:
                     stats.bad_samples += 1
                     self.problems.append(Problem(stats.name, entry.key, str(exc)))

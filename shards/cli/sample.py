@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from shards import reader, schema
 from shards.cli.locate import Target
+from shards.decode import parse_meta
 from shards.layout import shard_name
 
 
@@ -51,7 +52,7 @@ def _found(shard: str, key: str, data: bytes | None) -> Found:
     if data is None:
         return Found(shard, key, None, "no .json member")
     try:
-        return Found(shard, key, schema.SampleMeta.from_json(data, where=".json"))
+        return Found(shard, key, parse_meta(data, where=".json"))
     except schema.SampleError as exc:
         return Found(shard, key, None, str(exc))
 

@@ -9,7 +9,6 @@ sub-segment its time falls in, so an assignment is checked at a glance.
 
 from __future__ import annotations
 
-import io
 import logging
 import math
 from collections.abc import Sequence
@@ -17,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 from shards import reader, schema
 from shards.cli.locate import Target
+from shards.decode import MemberError, decode_sample, open_frame
 from shards.layout import shard_name
 
 log = logging.getLogger(__name__)
@@ -83,7 +82,7 @@ def find_sample(
                 raise ShowError(str(exc)) from None
         if pick.chosen is not None:
             try:
-                return shard_name(url), schema.decode(pick.chosen, members)
+                return shard_name(url), decode_sample(pick.chosen, members)
             except schema.SampleError as exc:
                 raise ShowError(f"{shard_name(url)}: sample is damaged: {exc}") from None
     if key is not None:
@@ -120,9 +119,9 @@ def _mel_ticks(params: schema.ExtractionParams) -> tuple[list[float], list[str]]
 
 def _decode_frame(jpg: bytes, segment: int) -> np.ndarray:
     try:
-        with Image.open(io.BytesIO(jpg)) as img:
+        with open_frame(jpg) as img:
             return np.asarray(img.convert("RGB"))
-    except (UnidentifiedImageError, OSError) as exc:
+    except (MemberError, OSError) as exc:
         raise ShowError(f"frame {segment} does not decode: {exc}") from None
 
 
@@ -256,7 +255,7 @@ def _draw_words(ax, meta: schema.SampleMeta, plan: _WordPlan) -> None:
 
 def _frame_height_in(sample: schema.Sample, width_in: float) -> float:
     """Height of the frames row: a frame as wide as its segment, within sensible bounds."""
-    with Image.open(io.BytesIO(sample.frames[0])) as img:
+    with open_frame(sample.frames[0]) as img:
         aspect = img.width / img.height if img.height else 16 / 9
     seg_in = width_in / sample.meta.n_segments
     return min(max(seg_in * 0.96 / aspect, 0.75), 2.3)
@@ -275,7 +274,7 @@ def render(sample: schema.Sample, out: str | Path, shard: str = "") -> Path:
     width, left, right = 16.0, 0.8, 0.2  # inches
     try:
         frames_in = _frame_height_in(sample, width - left - right)
-    except (UnidentifiedImageError, OSError) as exc:
+    except (MemberError, OSError) as exc:
         raise ShowError(f"frame 0 does not decode: {exc}") from None
     plan = _plan_words(meta, width - left - right, DPI)
     heights = [frames_in, 2.4, max(1.2, 0.1 + 0.27 * plan.n_rows)]  # frames, log-mel, words

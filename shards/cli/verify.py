@@ -6,7 +6,10 @@ a sample's members are contiguous and appear once. Per sample: every member
 the json implies is there and nothing else, JPEGs decode (and have the frame
 size the json states), the mel loads with the json's shape and dtype, and the
 invariants of :func:`shards.schema.check` hold, plus: each word's centre lies
-in its segment and (segment, sub-segment) never decreases. Then the manifest
+in its segment and (segment, sub-segment) never decreases. Members are read as
+:mod:`shards.decode` reads them (every json field type- and range-checked, a size
+that a header declares held against the bytes or a cap before anything is
+allocated), so what training would skip is reported here. Then the manifest
 against the shards: every ``ok`` row's windows are present where the row says,
 and no sample lacks an ``ok`` row that names its shard.
 """
@@ -14,7 +17,6 @@ and no sample lacks an ``ok`` row that names its shard.
 from __future__ import annotations
 
 import dataclasses
-import io
 import logging
 import multiprocessing
 import os
@@ -25,11 +27,11 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 from shards import reader, schema
 from shards.cli.locate import LocateError, ManifestView, Target, load_manifest
 from shards.cli.progress import progress_bar
+from shards.decode import MemberError, open_frame, parse_meta, read_npy
 from shards.layout import shard_name
 
 log = logging.getLogger(__name__)
@@ -69,16 +71,16 @@ class VerifyReport:
 
 def _check_jpeg(data: bytes, params: schema.ExtractionParams | None) -> str | None:
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            fmt, size = img.format, img.size
+        with open_frame(data) as img:  # a JPEG whose declared size is checked; not decoded yet
+            size = img.size
             # Decode every entropy-coded block, but skip the full-size inverse DCT:
             # twice as fast, and truncated or corrupt data fails all the same.
             img.draft("RGB", (max(1, size[0] // 8), max(1, size[1] // 8)))
             img.load()
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+    except MemberError as exc:
+        return str(exc)
+    except (OSError, ValueError, SyntaxError) as exc:
         return f"does not decode as an image ({exc})"
-    if fmt != "JPEG":
-        return f"is {fmt}, not JPEG"
     if params is not None:
         short, long = min(size), max(size)
         if short != params.frame_short_side or long > params.frame_max_long_side:
@@ -91,8 +93,8 @@ def _check_jpeg(data: bytes, params: schema.ExtractionParams | None) -> str | No
 
 def _load_mel(data: bytes) -> tuple[np.ndarray | None, str | None]:
     try:
-        return np.load(io.BytesIO(data), allow_pickle=False), None
-    except (ValueError, OSError, EOFError) as exc:
+        return read_npy(data), None  # never bigger than the member, whatever its header says
+    except MemberError as exc:
         return None, f".{schema.MEL_MEMBER} does not load ({exc})"
 
 
@@ -129,7 +131,7 @@ def _check_sample(
         problems.append("no .json member")
     else:
         try:
-            meta = schema.SampleMeta.from_json(members[schema.JSON_MEMBER], where=".json")
+            meta = parse_meta(members[schema.JSON_MEMBER], where=".json")
         except schema.SampleError as exc:
             problems.append(str(exc))
     params = meta.params if meta is not None else None
