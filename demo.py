@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
+import json
 import logging
 import os
 import subprocess
@@ -197,7 +199,56 @@ def run(args: argparse.Namespace) -> int:
         )
 
     print("\n" + st.report())
+    write_receipt(out, args)
     return 0
+
+
+RECEIPT = "demo-complete.json"
+
+
+def source_state() -> str | None:
+    """The commit and uncommitted changes of this checkout, as one hash (None outside git)."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout
+        diff = subprocess.run(
+            ["git", "diff", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout
+        untracked = subprocess.run(
+            ["git", "ls-files", "--others", "--exclude-standard"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return hashlib.sha256((head + diff + untracked).encode()).hexdigest()
+
+
+def write_receipt(out: Path, args: argparse.Namespace) -> None:
+    """What this finished run was made from: the learning test accepts it as its evidence
+    instead of running the demo again, when the source and the sizes are the same."""
+    receipt = {
+        "source": source_state(),
+        "videos": args.videos,
+        "heldout": args.heldout,
+        "steps": args.steps,
+        "duration_s": args.duration_s,
+        "seed": args.seed,
+    }
+    (out / RECEIPT).write_text(json.dumps(receipt, indent=1) + "\n")
+
+
+def read_receipt(out: Path) -> dict | None:
+    """The receipt of a finished run in ``out`` made from this very source, else None."""
+    try:
+        receipt = json.loads((out / RECEIPT).read_text())
+    except (OSError, ValueError):
+        return None
+    state = source_state()
+    return receipt if state is not None and receipt.get("source") == state else None
 
 
 def train(

@@ -5,10 +5,14 @@ by yt-dlp inside the Beam pipeline, aligned into shards, the tiny model trained 
 `train.py fit` (configs/tiny.yaml + configs/demo.yaml) on the CPU. The held-out videos are
 never trained on; on their windows, text->video recall@1 must reach 5x chance.
 
-It takes minutes, so it is marked slow; CI runs it.
+It takes minutes, so it is marked slow; CI runs it. In CI it examines the run that
+`make demo` just made (600 steps) rather than training again.
 """
 
 from __future__ import annotations
+
+import argparse
+import json
 
 import pytest
 import torch
@@ -20,15 +24,28 @@ from model.train.module import ReserveModule
 from shards.manifest import load_state
 
 VIDEOS, HELDOUT, STEPS = demo.DEFAULT_VIDEOS, demo.DEFAULT_HELDOUT, 400
+REPO_OUT = demo.ROOT / "demo-out"  # where `make demo` writes
+DURATION_S = 80.0  # demo's default video length
 WINDOWS_PER_VIDEO = 4  # 80 s videos cut into 20 s windows
 FACTOR = 5.0  # required text->video recall@1, in multiples of chance
 
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
+    """The output of a whole `make demo` run made from this very source.
+
+    `make demo` writes ``demo-out/`` with a receipt (the source's commit and changes,
+    the sizes): when it matches, as in CI where `make demo` runs just before `make
+    test`, that run is the one examined here, so CI trains once; otherwise the demo runs
+    here, shortened to 400 steps."""
+    receipt = demo.read_receipt(REPO_OUT)
+    sizes = (VIDEOS, HELDOUT, DURATION_S)
+    if receipt and (receipt["videos"], receipt["heldout"], receipt["duration_s"]) == sizes:
+        return REPO_OUT
     out = tmp_path_factory.mktemp("demo")
     rc = demo.main(["--out", str(out), "--steps", str(STEPS)])
     assert rc == 0, "make demo failed; its stages are printed above"
+    assert demo.read_receipt(out) is not None or demo.source_state() is None
     return out
 
 
@@ -76,3 +93,16 @@ def test_demo_writes_the_picture_and_audio_of_a_held_out_window(demo_run):
     png, wav = demo_run / "sample.png", demo_run / "sample.wav"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert wav.read_bytes()[:4] == b"RIFF" and wav.stat().st_size > 44
+
+
+def test_a_demo_receipt_counts_only_for_the_source_it_was_made_from(tmp_path):
+    if demo.source_state() is None:
+        pytest.skip("not a git checkout: no run is ever reused")
+    sizes = argparse.Namespace(videos=VIDEOS, heldout=HELDOUT, steps=600, duration_s=80.0, seed=0)
+    demo.write_receipt(tmp_path, sizes)
+    assert demo.read_receipt(tmp_path)["steps"] == 600
+    receipt = json.loads((tmp_path / demo.RECEIPT).read_text())
+    receipt["source"] = "0" * 64  # made from another commit or other changes
+    (tmp_path / demo.RECEIPT).write_text(json.dumps(receipt))
+    assert demo.read_receipt(tmp_path) is None
+    assert demo.read_receipt(tmp_path / "nothing") is None
