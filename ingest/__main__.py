@@ -118,15 +118,23 @@ def workers_output_to(path: str) -> Iterator[TextIO]:
         terminal.close()
 
 
-def setup_logging(verbose: bool) -> logging.Handler:
+@contextlib.contextmanager
+def command_logging(verbose: bool) -> Iterator[logging.StreamHandler]:
+    """The root logger for one command: to stderr, Beam's chatter only with -v. What
+    was there before (a caller's own set-up, when run in-process) is put back after."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(logging.DEBUG if verbose else logging.WARNING)
     if not verbose:
         handler.addFilter(_QuietBeam())
-    return handler
+    root = logging.getLogger()
+    kept = root.handlers[:], root.level
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    try:
+        yield handler
+    finally:
+        root.handlers[:], level = kept
+        root.setLevel(level)
 
 
 def runner_of(pipeline_args: list[str]) -> str | None:
@@ -140,7 +148,11 @@ def runner_of(pipeline_args: list[str]) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     args, beam_args = parse_args(sys.argv[1:] if argv is None else argv)
-    handler = setup_logging(args.verbose)
+    with command_logging(args.verbose) as handler:
+        return run(args, beam_args, handler)
+
+
+def run(args: argparse.Namespace, beam_args: list[str], handler: logging.StreamHandler) -> int:
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
 

@@ -233,8 +233,8 @@ def _missing(urls: list[str]) -> list[str]:
         except (FileNotFoundError, NotADirectoryError):
             present = set()
         for url, path in members:
-            if path.rstrip("/") not in present and not (
-                len(members) == 1 and fs.exists(path)  # listings may name paths differently
-            ):
+            # Not every filesystem lists a folder (a web server may not): ask it directly
+            # about what the listing did not show.
+            if path.rstrip("/") not in present and not fs.exists(path):
                 missing.append(url)
     return missing
