@@ -275,13 +275,13 @@ def _row(vid: str, status: str, shards=(), reason: str = "") -> manifest.Manifes
 def earlier_output(tmp_path) -> Path:
     """A consolidated manifest plus later index files, as earlier runs leave them."""
     out = tmp_path / "out"
-    fs, root = manifest.open_output(str(out))
+    fs, root = layout.open_output(str(out))
     (out / "shard-a-000.tar").parent.mkdir(parents=True)
     (out / "shard-a-000.tar").write_bytes(b"")  # only existence counts here
     manifest.write_rows_atomic(
         fs,
         root,
-        manifest.MANIFEST_NAME,
+        layout.MANIFEST_NAME,
         [
             _row("done", "ok", ["shard-a-000.tar"]),
             _row("lost", "ok", ["shard-gone-000.tar"]),  # its shard is gone: not done
@@ -291,7 +291,7 @@ def earlier_output(tmp_path) -> Path:
         ],
     )
     later = [_row("fixed", "ok", ["shard-a-000.tar"]), _row("done", "failed", reason="network")]
-    manifest.write_rows_atomic(fs, root, f"{manifest.INDEX_DIR}/rows-b.parquet", later)
+    manifest.write_rows_atomic(fs, root, f"{layout.INDEX_DIR}/rows-b.parquet", later)
     return out
 
 
