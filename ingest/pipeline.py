@@ -88,10 +88,12 @@ class _ParseLine(beam.DoFn):
 
 def _clear_leftovers(input_path: str, output: str | None) -> str:
     """Remove what earlier runs of ``output`` left in its _tmp/ (they were killed while
-    writing); passes the input path on."""
+    writing), and this machine's download folders of killed workers (each worker also
+    does at its start); passes the input path on."""
     if output is not None:
         for path in layout.clear_tmp(output):
             log.info("removed %s, left by an earlier run", path)
+    scratch.reap()
     return input_path
 
 
