@@ -22,9 +22,17 @@ log = logging.getLogger(__name__)
 PREFIX = "montage-dl-"
 MAX_AGE_S = 24 * 3600
 _NAME = re.compile(re.escape(PREFIX) + r"(\d+)-")
+_PROC = Path("/proc/self/stat")
 
 
 def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs; a zombie (killed, not yet reaped) does not."""
+    if _PROC.exists():  # Linux: the state is the field after the command's ")"
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return False
+        return state not in ("Z", "X")
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

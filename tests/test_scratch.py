@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from ingest import scratch
 
@@ -41,3 +42,18 @@ def test_a_new_workdir_carries_this_pid_and_reaps_first(tmp_path):
     assert work.parent == tmp_path and work.name.startswith(f"{scratch.PREFIX}{os.getpid()}-")
     assert not dead.exists() and work.is_dir()
     assert scratch.stale(tmp_path) == []  # this process's own folder is not stale
+
+
+def test_a_killed_worker_not_yet_reaped_counts_as_gone(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    folder = tmp_path / f"{scratch.PREFIX}{proc.pid}-z"
+    folder.mkdir()
+    try:
+        assert scratch.stale(tmp_path) == []  # running
+        proc.kill()
+        while Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+            time.sleep(0.01)  # a zombie until waited for, as killed workers are for a moment
+        assert scratch.stale(tmp_path) == [folder]
+    finally:
+        proc.kill()
+        proc.wait()
