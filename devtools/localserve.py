@@ -9,6 +9,7 @@ any path that resolves outside its root (``..``, absolute paths, symlinks).
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import logging
 import re
@@ -85,7 +86,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self, body: bool) -> None:
         owner = self.server.owner
         key = _norm(self.path)
-        failure = owner._record(key)
+        failure = owner._record(key, self.headers.get("Authorization"))
         if failure is not None:
             self._send_error(failure.status, failure.retry_after)
             return
@@ -168,6 +169,7 @@ class LocalServer:
         self._lock = threading.Lock()
         self._failures: dict[str, _Failure] = {}
         self._counts: Counter[str] = Counter()
+        self._logins: dict[str, set[str]] = {}
         self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -196,6 +198,11 @@ class LocalServer:
         """How many requests (GET or HEAD, failed or not) `relpath` received."""
         with self._lock:
             return self._counts[_norm(relpath)]
+
+    def logins(self, relpath: str) -> set[str]:
+        """The ``user:password`` pairs that requests of `relpath` sent (HTTP Basic)."""
+        with self._lock:
+            return set(self._logins.get(_norm(relpath), ()))
 
     def start(self) -> LocalServer:
         if self._httpd is not None:
@@ -232,10 +239,18 @@ class LocalServer:
 
     # -- called from handler threads -------------------------------------------------
 
-    def _record(self, key: str) -> _Failure | None:
+    def _record(self, key: str, authorization: str | None = None) -> _Failure | None:
         """Count a request; return the failure to answer with, if one is armed."""
+        login = None
+        if authorization and authorization.lower().startswith("basic "):
+            try:
+                login = base64.b64decode(authorization[6:].strip()).decode("utf-8", "replace")
+            except ValueError:  # not base64: counted, not recorded
+                login = None
         with self._lock:
             self._counts[key] += 1
+            if login is not None:
+                self._logins.setdefault(key, set()).add(login)
             failure = self._failures.get(key)
             if failure is None:
                 return None

@@ -59,7 +59,8 @@ class Captions:
 
 
 class CaptionError(ValueError):
-    """A caption file cannot be read; the message names the file and the problem."""
+    """A caption file cannot be read; the message names the file, the line and the problem,
+    and quotes no text of the file (it goes into the manifest)."""
 
 
 # A cue timing line as webvtt-py reads it (fields may be short, as in 0:01.5).
@@ -115,12 +116,12 @@ def _check_text(text: str, name: str) -> list[str]:
 def _timing(line: str, pattern: re.Pattern[str], name: str, where: str) -> tuple[int, int]:
     match = pattern.match(line)
     if match is None:
-        raise _fail(name, f"{where}: bad cue timing {line.strip()!r}")
+        raise _fail(name, f"{where}: bad cue timing")
     g = match.groups()
     start = _ms(*g[:4], name=name, where=where)
     end = _ms(*g[4:], name=name, where=where)
     if end < start:
-        raise _fail(name, f"{where}: cue ends before it starts {line.strip()!r}")
+        raise _fail(name, f"{where}: cue ends before it starts")
     return start, end
 
 
@@ -129,7 +130,7 @@ def parse_vtt(text: str, name: str = "<string>") -> Captions:
     lines = _check_text(text, name)
     first = lines[0]
     if not (first == "WEBVTT" or first.startswith(("WEBVTT ", "WEBVTT\t"))):
-        raise _fail(name, f"missing WEBVTT header (first line {first[:40]!r})")
+        raise _fail(name, "line 1: missing WEBVTT header")
     # webvtt-py drops a cue with a bad timestamp silently: check every timing line first.
     timings = [
         _timing(line, _VTT_TIMING, name, f"line {n}")
@@ -177,7 +178,7 @@ def parse_srt(text: str, name: str = "<string>") -> Captions:
         if cues:
             cues[-1][2].append(line)
         elif not after_number:
-            raise _fail(name, f"line {n}: expected a cue number and timing line, got {line[:40]!r}")
+            raise _fail(name, f"line {n}: expected a cue number and timing line")
     return _words_from_cues([_Cue(s, e, tuple(t), w) for s, e, t, w in cues], name)
 
 
@@ -259,7 +260,7 @@ def _chunks(text: str, cue: _Cue, name: str) -> list[tuple[int, int, str]]:
             continue
         time = _TAG_TIME.fullmatch(tag)
         if time is None:
-            raise _fail(name, f"{cue.where}: bad word time tag <{tag[:40]}>")
+            raise _fail(name, f"{cue.where}: bad word time tag")
         ms = _ms(*time.groups(), name=name, where=cue.where)
         if ms < starts[-1]:
             raise _fail(name, f"{cue.where}: word time tag <{tag}> goes back in time")

@@ -143,6 +143,17 @@ class FilterConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class LimitConfig:
+    """How long one video's processing (probe to samples, after its download) may take."""
+
+    process_deadline_s: float | None = 600.0  # then the video is a `timeout` row; null = none
+
+    def __post_init__(self) -> None:
+        limit = self.process_deadline_s
+        _require(self, "process_deadline_s", limit is None or limit > 0, "must be > 0 or null")
+
+
+@dataclass(frozen=True, slots=True)
 class CoreConfig:
     """Everything the per-video core needs."""
 
@@ -150,6 +161,7 @@ class CoreConfig:
     audio: AudioConfig = field(default_factory=AudioConfig)
     frames: FrameConfig = field(default_factory=FrameConfig)
     filters: FilterConfig = field(default_factory=FilterConfig)
+    limits: LimitConfig = field(default_factory=LimitConfig)
 
 
 # --- the downloader and the shard writer ------------------------------------------------
@@ -172,6 +184,7 @@ class DownloadConfig:
     sleep_interval_s: float = 0.0  # yt-dlp's pause before each media download
     cookies_file: str | None = None
     proxy: str | None = None
+    captions_root: str | None = None  # the folder local `captions` paths must lie in; null: none
 
     def __post_init__(self) -> None:
         langs_ok = bool(self.caption_langs) and all(
@@ -188,6 +201,10 @@ class DownloadConfig:
         )
         for name in ("min_rate_kb_s", "min_rate_grace_s"):
             _require(self, name, getattr(self, name) >= 0, "must be >= 0")
+        root = self.captions_root
+        _require(
+            self, "captions_root", root is None or bool(root.strip()), "must be a folder or null"
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,15 +1,21 @@
 """The per-video core: one video file + its captions -> aligned training windows.
 
-    probe -> captions -> filters -> segments -> frames -> audio + log-mel -> samples
+    probe -> captions -> filter -> segments -> media (frames) -> audio (+ log-mel) -> samples
 
-Each step that can fail raises :class:`VideoFailure` naming its stage and a
-machine-readable reason; the pipeline records it as a manifest row and goes on.
+Whatever goes wrong in a step leaves :func:`process_video` as a :class:`VideoFailure`
+naming the step (its ``stage``) and a machine-readable reason: the expected failures
+their own (``corrupt_media``, ``malformed_captions``, ...), any other exception
+``internal_error`` with its class and message on one line, and a video still at work
+when ``limits.process_deadline_s`` has passed ``timeout``. The deadline is checked
+between steps and kills the ffmpeg processes that run past it. The pipeline records
+the failure as a manifest row and goes on.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +24,7 @@ import numpy as np
 from ingest import features, media
 from ingest.captions import CaptionError, Captions, Word, parse_captions
 from ingest.config import CoreConfig
+from ingest.deadline import Deadline, DeadlineExceeded
 from ingest.segments import Window, assign_words, filter_reason, make_segments, make_windows
 from shards import schema
 
@@ -30,6 +37,31 @@ class VideoFailure(Exception):
     def __init__(self, stage: str, reason: str, message: str = "", status: str = "failed") -> None:
         super().__init__(f"{stage}/{reason}: {message}" if message else f"{stage}/{reason}")
         self.stage, self.reason, self.message, self.status = stage, reason, message, status
+
+
+def one_line(exc: BaseException, limit: int = 500) -> str:
+    """``Class: message`` of an unexpected exception, on one line."""
+    text = " ".join(f"{type(exc).__name__}: {exc}".split())
+    return text[:limit]
+
+
+@contextmanager
+def step(stage: str, deadline: Deadline, video_id: str) -> Iterator[None]:
+    """Run one step of a video: a failure in it, or the deadline passing before or
+    during it, becomes a VideoFailure of ``stage``."""
+    if deadline.passed():
+        raise VideoFailure(stage, "timeout", f"processing {deadline.message()}")
+    try:
+        yield
+    except VideoFailure:
+        raise
+    except DeadlineExceeded as exc:
+        raise VideoFailure(stage, "timeout", str(exc)) from None
+    except Exception as exc:
+        log.exception("%s: unexpected error at %s", video_id, stage)
+        raise VideoFailure(stage, "internal_error", one_line(exc)) from exc
+    if deadline.passed():
+        raise VideoFailure(stage, "timeout", f"processing {deadline.message()}")
 
 
 @dataclass(slots=True)
@@ -86,60 +118,71 @@ def load_captions(path: Path | None, require: bool) -> Captions | None:
 def process_video(
     video_path: Path, captions_path: Path | None, cfg: CoreConfig, source: VideoSource
 ) -> CoreResult:
-    """Turn one downloaded video into its samples (all windows, in order)."""
-    try:
-        info = media.probe(video_path)
-    except media.MediaError as exc:
-        raise VideoFailure("probe", "corrupt_media", str(exc)) from None
-    if not info.has_video:
-        raise VideoFailure("probe", "no_video_stream", f"{video_path.name} has no video stream")
+    """Turn one downloaded video into its samples (all windows, in order), within
+    ``cfg.limits.process_deadline_s`` of being called."""
+    deadline = Deadline.after(cfg.limits.process_deadline_s)
+    vid = source.video_id
+    with step("probe", deadline, vid):
+        try:
+            info = media.probe(video_path, deadline)
+        except media.MediaError as exc:
+            raise VideoFailure("probe", "corrupt_media", str(exc)) from None
+        if not info.has_video:
+            reason = f"{video_path.name} has no video stream"
+            raise VideoFailure("probe", "no_video_stream", reason)
 
-    captions = load_captions(captions_path, cfg.filters.require_captions)
-    words = list(captions.words) if captions else []
-    reason = filter_reason(info.duration_ms, words, cfg.filters)
-    if reason is not None:
-        raise VideoFailure(
-            "filter", reason, f"duration {info.duration_ms} ms, {len(words)} words", "skipped"
-        )
+    with step("captions", deadline, vid):
+        captions = load_captions(captions_path, cfg.filters.require_captions)
+        words = list(captions.words) if captions else []
 
-    segments = make_segments(info.duration_ms, cfg.segments)
-    if not segments:
-        raise VideoFailure(
-            "filter", "too_short", f"shorter than one segment ({info.duration_ms} ms)", "skipped"
-        )
-    aligned = assign_words(words, segments, cfg.segments)
-    windows = make_windows(segments, aligned, cfg.segments)
-    if not windows:
-        raise VideoFailure(
-            "filter",
-            "too_short",
-            f"{len(segments)} segments, fewer than min_segments={cfg.segments.min_segments}",
-            "skipped",
-        )
+    with step("filter", deadline, vid):
+        reason = filter_reason(info.duration_ms, words, cfg.filters)
+        if reason is not None:
+            message = f"duration {info.duration_ms} ms, {len(words)} words"
+            raise VideoFailure("filter", reason, message, "skipped")
 
-    try:
-        jpegs = media.extract_frames(video_path, [s.mid_ms for s in segments], cfg.frames, info)
-    except media.MediaError as exc:
-        raise VideoFailure("media", "corrupt_media", str(exc)) from None
-    assert len(jpegs) == len(segments), f"{len(jpegs)} frames for {len(segments)} segments"
+    with step("segments", deadline, vid):
+        segments = make_segments(info.duration_ms, cfg.segments)
+        if not segments:
+            message = f"shorter than one segment ({info.duration_ms} ms)"
+            raise VideoFailure("filter", "too_short", message, "skipped")
+        aligned = assign_words(words, segments, cfg.segments)
+        windows = make_windows(segments, aligned, cfg.segments)
+        if not windows:
+            message = (
+                f"{len(segments)} segments, fewer than min_segments={cfg.segments.min_segments}"
+            )
+            raise VideoFailure("filter", "too_short", message, "skipped")
+
+    with step("media", deadline, vid):
+        times = [s.mid_ms for s in segments]
+        try:
+            jpegs = media.extract_frames(video_path, times, cfg.frames, info, deadline)
+        except media.MediaError as exc:
+            raise VideoFailure("media", "corrupt_media", str(exc)) from None
+        assert len(jpegs) == len(segments), f"{len(jpegs)} frames for {len(segments)} segments"
 
     mel_q = mel_scale = None
     if info.has_audio:
-        try:
-            audio = media.decode_audio(video_path, cfg.audio.sample_rate, info)
-        except media.MediaError as exc:
-            raise VideoFailure("audio", "corrupt_media", str(exc)) from None
-        mel = features.log_mel_segments(audio, len(segments), cfg.segments.segment_ms, cfg.audio)
-        del audio
-        mel_q, mel_scale = schema.quantize_mel(mel, cfg.audio.quantile)
+        with step("audio", deadline, vid):
+            try:
+                audio = media.decode_audio(video_path, cfg.audio.sample_rate, info, deadline)
+            except media.MediaError as exc:
+                raise VideoFailure("audio", "corrupt_media", str(exc)) from None
+            ms = cfg.segments.segment_ms
+            mel = features.log_mel_segments(audio, len(segments), ms, cfg.audio)
+            del audio
+            mel_q, mel_scale = schema.quantize_mel(mel, cfg.audio.quantile)
 
-    kind = captions.kind if captions else (source.caption_kind or "none")
-    params = extraction_params(cfg)
-    non_speech = captions.non_speech if captions else ()
-    samples = [
-        build_sample(w, jpegs, mel_q, mel_scale, source, kind, params, non_speech) for w in windows
-    ]
-    log.debug("%s: %d windows, %d words", source.video_id, len(samples), len(aligned))
+    with step("samples", deadline, vid):
+        kind = captions.kind if captions else (source.caption_kind or "none")
+        params = extraction_params(cfg)
+        non_speech = captions.non_speech if captions else ()
+        samples = [
+            build_sample(w, jpegs, mel_q, mel_scale, source, kind, params, non_speech)
+            for w in windows
+        ]
+    log.debug("%s: %d windows, %d words", vid, len(samples), len(aligned))
     return CoreResult(
         samples=samples,
         duration_ms=info.duration_ms,

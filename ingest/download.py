@@ -32,13 +32,13 @@ from yt_dlp.networking.exceptions import CertificateVerifyError, HTTPError, Tran
 from yt_dlp.utils import GeoRestrictedError, determine_ext
 
 from ingest.config import DownloadConfig
-from ingest.refs import VideoRef
+from ingest.refs import VideoRef, sidecar_path
 from ingest.transfer import BoundedYoutubeDL, TooSlow, Watch
 
 log = logging.getLogger(__name__)
 
 CATEGORIES = frozenset(
-    "unavailable private sign_in geo_blocked no_captions too_long network rate_limited corrupt_media other".split()  # noqa: SIM905
+    "unavailable private sign_in geo_blocked no_captions too_long network rate_limited corrupt_media timeout other".split()  # noqa: SIM905
 )
 TRANSIENT = frozenset({"network", "rate_limited"})
 INFO_KEYS = ("title", "description", "channel", "duration", "upload_date", "webpage_url")
@@ -402,7 +402,10 @@ class Downloader:
                     ) from exc
                 raise
         else:
-            path = Path(source)
+            try:
+                path = sidecar_path(source, self.cfg.captions_root)
+            except ValueError as exc:
+                raise DownloadError("other", str(exc)) from None
             if not path.is_file():
                 raise DownloadError("no_captions", f"sidecar {source} does not exist")
             with path.open("rb") as fh:

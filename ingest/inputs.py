@@ -6,7 +6,9 @@ Accepted forms (local paths or fsspec URLs):
   lines starting with ``#`` are ignored.
 - ``.csv`` / ``.tsv``: a header row with a ``url`` column and optional ``id`` and
   ``captions`` columns (``captions``: path or URL of a VTT for videos that are
-  not on YouTube).
+  not on YouTube). A record with every field blank is skipped, as a blank line is;
+  one with an empty ``url`` but something else is an input line with ``url`` ""
+  (the pipeline records it as ``invalid_input``).
 - ``.parquet``: the same columns.
 """
 
@@ -44,14 +46,14 @@ def _clean(value: object) -> str | None:
 
 def _rows(records: Iterator[dict], source: str, start: int) -> Iterator[InputLine]:
     for n, rec in enumerate(records, start=start):
-        url = _clean(rec.get("url"))
-        if url is None:
+        if all(_clean(v) is None for v in rec.values()):
             continue
+        url = _clean(rec.get("url")) or ""
         yield InputLine(url, f"{source}:{n}", _clean(rec.get("id")), _clean(rec.get("captions")))
 
 
 def read_inputs(path: str) -> Iterator[InputLine]:
-    """Every usable line of an input list, in file order."""
+    """Every line of an input list that names something, in file order."""
     lower = path.lower()
     try:
         if lower.endswith(".parquet"):

@@ -27,6 +27,7 @@ video is then cropped the same way.
 from __future__ import annotations
 
 import io
+import json
 import logging
 import math
 import subprocess
@@ -42,6 +43,7 @@ import numpy as np
 from PIL import Image
 
 from ingest.config import FrameConfig
+from ingest.deadline import Deadline, kill_at
 
 log = logging.getLogger(__name__)
 
@@ -122,13 +124,22 @@ def _display_size(stream: dict[str, Any]) -> tuple[int, int]:
     return width, height
 
 
-def probe(path: str | Path) -> MediaInfo:
-    """Probe ``path`` with ffprobe; raise ``MediaError`` if it is not usable media."""
-    try:
-        data = ffmpeg.probe(str(path), v="error")
-    except ffmpeg.Error as exc:
+def probe(path: str | Path, deadline: Deadline | None = None) -> MediaInfo:
+    """Probe ``path`` with ffprobe; raise ``MediaError`` if it is not usable media
+    (``DeadlineExceeded`` when ffprobe is still running at ``deadline``)."""
+    cmd = ["ffprobe", "-v", "error", "-show_format", "-show_streams", "-of", "json", str(path)]
+    proc = subprocess.Popen(
+        cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    with kill_at(proc, deadline, f"{path}: ffprobe"):
+        out, err = proc.communicate()
+    if proc.returncode != 0:
         reason = "ffprobe cannot read it (corrupt, truncated or not media)"
-        raise _error(path, reason, exc.stderr) from None
+        raise _error(path, reason, err)
+    try:
+        data = json.loads(out)
+    except ValueError:
+        raise _error(path, "ffprobe gave no readable description", err) from None
     streams = data.get("streams", [])
     videos = [
         s
@@ -199,7 +210,11 @@ class _MissingFrames(Exception):
 
 
 def _run_chunk(
-    path: str | Path, seeks: Sequence[str], info: MediaInfo, handle: Callable[[np.ndarray], T]
+    path: str | Path,
+    seeks: Sequence[str],
+    info: MediaInfo,
+    handle: Callable[[np.ndarray], T],
+    deadline: Deadline | None = None,
 ) -> list[T]:
     """One ffmpeg process: one frame per ``-ss`` value, in order, each passed to ``handle``."""
     w, h = info.width, info.height
@@ -216,34 +231,40 @@ def _run_chunk(
     with tempfile.TemporaryFile() as stderr:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr, bufsize=0)
         assert proc.stdout is not None
-        try:
-            for _ in seeks:
-                frame = np.empty((h, w, 3), dtype=np.uint8)
-                if _read_exactly(proc.stdout, memoryview(frame).cast("B")) < frame.nbytes:
-                    break
-                results.append(handle(frame))
-            extra = proc.stdout.read(1)
-        except BaseException:
-            proc.kill()
-            raise
-        finally:
-            proc.stdout.close()
-            rc = proc.wait()
-        if rc != 0:
-            raise _error(path, f"ffmpeg failed extracting frames (exit {rc})", _stderr_tail(stderr))
-        if extra:
-            raise _error(path, "ffmpeg gave more frames than requested", _stderr_tail(stderr))
-        if len(results) < len(seeks):
-            raise _MissingFrames(_stderr_tail(stderr).decode("utf-8", errors="replace"))
+        with kill_at(proc, deadline, f"{path}: ffmpeg extracting frames"):
+            try:
+                for _ in seeks:
+                    frame = np.empty((h, w, 3), dtype=np.uint8)
+                    if _read_exactly(proc.stdout, memoryview(frame).cast("B")) < frame.nbytes:
+                        break
+                    results.append(handle(frame))
+                extra = proc.stdout.read(1)
+            except BaseException:
+                proc.kill()
+                raise
+            finally:
+                proc.stdout.close()
+                rc = proc.wait()
+            if rc != 0:
+                reason = f"ffmpeg failed extracting frames (exit {rc})"
+                raise _error(path, reason, _stderr_tail(stderr))
+            if extra:
+                raise _error(path, "ffmpeg gave more frames than requested", _stderr_tail(stderr))
+            if len(results) < len(seeks):
+                raise _MissingFrames(_stderr_tail(stderr).decode("utf-8", errors="replace"))
     return results
 
 
 def _grab(
-    path: str | Path, seeks: Sequence[str], info: MediaInfo, handle: Callable[[np.ndarray], T]
+    path: str | Path,
+    seeks: Sequence[str],
+    info: MediaInfo,
+    handle: Callable[[np.ndarray], T],
+    deadline: Deadline | None = None,
 ) -> list[T]:
     """``_run_chunk``, falling back to one process per frame to find a missing one."""
     try:
-        return _run_chunk(path, seeks, info, handle)
+        return _run_chunk(path, seeks, info, handle, deadline)
     except _MissingFrames as missing:
         if len(seeks) == 1:
             raise _error(
@@ -252,7 +273,7 @@ def _grab(
         log.warning(
             "%s: a chunk of %d frames came back short; retrying one by one", path, len(seeks)
         )
-        return [_grab(path, [ss], info, handle)[0] for ss in seeks]
+        return [_grab(path, [ss], info, handle, deadline)[0] for ss in seeks]
 
 
 def _luma(rgb: np.ndarray) -> np.ndarray:
@@ -319,13 +340,15 @@ def extract_frames(
     times_ms: Sequence[int],
     cfg: FrameConfig,
     info: MediaInfo | None = None,
+    deadline: Deadline | None = None,
 ) -> list[bytes]:
     """JPEG frames nearest to ``times_ms`` (one per time, in the given order).
 
     Times past the end of the video stream give its last frame. Raises
-    ``MediaError`` if there is no video stream or a frame cannot be decoded.
+    ``MediaError`` if there is no video stream or a frame cannot be decoded,
+    ``DeadlineExceeded`` if an ffmpeg process still runs at ``deadline``.
     """
-    info = info or probe(path)
+    info = info or probe(path, deadline)
     if not info.has_video:
         raise _error(path, "no video stream")
     if not times_ms:
@@ -337,7 +360,7 @@ def extract_frames(
     n_chunks = math.ceil(len(seeks) / per_process)
     chunks = [range(c, len(seeks), n_chunks) for c in range(n_chunks)]  # strided samples
 
-    first = _grab(path, [seeks[i] for i in chunks[0]], info, lambda rgb: rgb)
+    first = _grab(path, [seeks[i] for i in chunks[0]], info, lambda rgb: rgb, deadline)
     box: Box = (0, 0, info.width, info.height)
     if cfg.trim_black_bars:
         box = content_box(first, cfg.black_threshold)
@@ -347,8 +370,12 @@ def extract_frames(
         i: _jpeg(rgb, box, cfg) for i, rgb in zip(chunks[0], first, strict=True)
     }
     del first
+
+    def encode(rgb: np.ndarray) -> bytes:
+        return _jpeg(rgb, box, cfg)
+
     for chunk in chunks[1:]:
-        done = _grab(path, [seeks[i] for i in chunk], info, lambda rgb: _jpeg(rgb, box, cfg))
+        done = _grab(path, [seeks[i] for i in chunk], info, encode, deadline)
         jpegs.update(zip(chunk, done, strict=True))
     index = {ss: i for i, ss in enumerate(seeks)}
     return [jpegs[index[ss]] for ss in wanted]
@@ -357,16 +384,22 @@ def extract_frames(
 # ---------------------------------------------------------------- audio
 
 
-def decode_audio(path: str | Path, sample_rate: int, info: MediaInfo | None = None) -> np.ndarray:
+def decode_audio(
+    path: str | Path,
+    sample_rate: int,
+    info: MediaInfo | None = None,
+    deadline: Deadline | None = None,
+) -> np.ndarray:
     """The first audio stream as mono float32 at ``sample_rate``.
 
     ffmpeg resamples and downmixes (``-threads 1``) into a pipe that is read
     straight into one preallocated buffer sized from the probed duration (the
     audio is never held twice). Raises ``MediaError`` without an audio stream,
     when ffmpeg fails, or when the decoded audio falls well short of the probed
-    duration (a truncated file: ffmpeg reports "partial file" and exits 0).
+    duration (a truncated file: ffmpeg reports "partial file" and exits 0);
+    ``DeadlineExceeded`` if ffmpeg still runs at ``deadline``.
     """
-    info = info or probe(path)
+    info = info or probe(path, deadline)
     if not info.has_audio:
         raise _error(path, "no audio stream")
     expected_ms = info.audio_duration_ms or info.duration_ms
@@ -383,22 +416,24 @@ def decode_audio(path: str | Path, sample_rate: int, info: MediaInfo | None = No
     with tempfile.TemporaryFile() as stderr:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr, bufsize=0)
         assert proc.stdout is not None
-        try:
-            while True:
-                with memoryview(audio).cast("B") as view:
-                    filled += _read_exactly(proc.stdout, view[filled:])
-                    full = filled == len(view)
-                if not full:
-                    break
-                audio.resize(len(audio) + len(audio) // 4 + sample_rate, refcheck=False)
-        except BaseException:
-            proc.kill()
-            raise
-        finally:
-            proc.stdout.close()
-            rc = proc.wait()
-        if rc != 0:
-            raise _error(path, f"ffmpeg failed decoding audio (exit {rc})", _stderr_tail(stderr))
+        with kill_at(proc, deadline, f"{path}: ffmpeg decoding audio"):
+            try:
+                while True:
+                    with memoryview(audio).cast("B") as view:
+                        filled += _read_exactly(proc.stdout, view[filled:])
+                        full = filled == len(view)
+                    if not full:
+                        break
+                    audio.resize(len(audio) + len(audio) // 4 + sample_rate, refcheck=False)
+            except BaseException:
+                proc.kill()
+                raise
+            finally:
+                proc.stdout.close()
+                rc = proc.wait()
+            if rc != 0:
+                reason = f"ffmpeg failed decoding audio (exit {rc})"
+                raise _error(path, reason, _stderr_tail(stderr))
         n = filled // 4
         slack = sample_rate * AUDIO_SLACK_S + AUDIO_SLACK_SHARE * expected
         if n < expected - slack:

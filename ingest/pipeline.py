@@ -1,6 +1,7 @@
 """The Beam ingest pipeline: video list -> yt-dlp -> aligned windows -> shards + manifest.
 
-    ReadInputs -> Dedupe -> SkipDone (a join with the output's rows by video id)
+    ReadInputs (first clears the partial files killed runs left in the output's temporary folder)
+      -> Dedupe -> SkipDone (a join with the output's rows by video id)
       -> AssignGroups (refs grouped by a hash of the id)
       -> ProcessAndWrite: per group, download + core per video, streamed into shards
            ok rows     (videos in complete shards, already indexed beside their shard)
@@ -8,7 +9,10 @@
       -> Finalize (consolidates manifest.parquet once everything above is written)
 
 `build_pipeline` only adds transforms to a pipeline it is given; option parsing
-lives in `ingest.__main__`. Every input line ends as exactly one manifest row.
+lives in `ingest.__main__`. Every input line ends as exactly one manifest row: whatever
+happens to one video (a download error, a bug, a deadline, a shard that cannot be
+written) ends as that video's row, and its group goes on with the next video. Stored
+URLs and messages have their credentials removed (`ingest.refs.redact`).
 """
 
 from __future__ import annotations
@@ -17,20 +21,18 @@ import hashlib
 import logging
 import math
 import shutil
-import tempfile
 import zlib
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from ingest import core
+from ingest import core, scratch
 from ingest.config import IngestConfig
 from ingest.download import Downloader, DownloadError
 from ingest.inputs import InputLine, read_inputs
 from ingest.progress import mark
-from ingest.refs import VideoRef, make_ref
+from ingest.refs import VideoRef, make_ref, redact
 from shards import layout, manifest, schema
 from shards.manifest import ManifestRow
 from shards.writer import ShardWriter
@@ -49,11 +51,11 @@ def failure_row(
 ) -> ManifestRow:
     return ManifestRow(
         video_id=ref.video_id,
-        url=ref.url,
+        url=ref.shown_url,
         status=status,
         stage=stage,
         reason=reason,
-        message=message[:2000],
+        message=redact(message)[:2000],
         run=run,
     )
 
@@ -62,41 +64,62 @@ def failure_row(
 
 
 class _ParseLine(beam.DoFn):
-    def __init__(self, run: str) -> None:
-        self.run = run
+    def __init__(self, run: str, captions_root: str | None) -> None:
+        self.run, self.captions_root = run, captions_root
 
     def process(self, line: InputLine):
         try:
-            yield make_ref(line.url, captions=line.captions, video_id=line.video_id)
+            yield make_ref(line.url, line.captions, line.video_id, self.captions_root)
         except ValueError as exc:
             Metrics.counter(NAMESPACE, "inputs_invalid").inc()
             yield beam.pvalue.TaggedOutput(
                 FAILED,
                 ManifestRow(
-                    video_id=bad_input_id(line.url),
-                    url=line.url[:500],
+                    # a line without a URL is known by where it is
+                    video_id=bad_input_id(line.url or line.where),
+                    url=redact(line.url)[:500],
                     status="failed",
                     stage="input",
                     reason="invalid_input",
-                    message=f"{line.where}: {exc}",
+                    message=redact(f"{line.where}: {exc}"),
                     run=self.run,
                 ),
             )
 
 
-class ReadInputs(beam.PTransform):
-    """Input list -> VideoRef; unusable lines go to the ``failed`` output as rows."""
+def _clear_leftovers(input_path: str, output: str | None) -> str:
+    """Remove what earlier runs of ``output`` left in its temporary folder (they were killed while
+    writing), and this machine's download folders of killed workers (each worker also
+    does at its start); passes the input path on."""
+    if output is not None:
+        for path in layout.clear_tmp(output):
+            log.info("removed %s, left by an earlier run", path)
+    scratch.reap()
+    return input_path
 
-    def __init__(self, path: str, run: str) -> None:
+
+class ReadInputs(beam.PTransform):
+    """Input list -> VideoRef; unusable lines go to the ``failed`` output as rows.
+
+    Given the ``output``, it first clears the partial files earlier runs left there:
+    everything this run writes descends from the lines read after that, so the
+    clearing is done before any of it begins.
+    """
+
+    def __init__(
+        self, path: str, run: str, captions_root: str | None = None, output: str | None = None
+    ) -> None:
         super().__init__()
-        self.path, self.run = path, run
+        self.path, self.run, self.captions_root, self.output = path, run, captions_root, output
 
     def expand(self, pbegin):
+        parse = _ParseLine(self.run, self.captions_root)
         return (
             pbegin
             | "Path" >> beam.Create([self.path])
+            | "ClearLeftovers" >> beam.Map(_clear_leftovers, output=self.output)
             | "Read" >> beam.FlatMap(read_inputs)
-            | "Parse" >> beam.ParDo(_ParseLine(self.run)).with_outputs(FAILED, main="refs")
+            | "Parse" >> beam.ParDo(parse).with_outputs(FAILED, main="refs")
         )
 
 
@@ -235,7 +258,8 @@ class _ProcessGroupFn(beam.DoFn):
 
     Shards land as each fills, so a killed run keeps every finished one, and memory
     holds one video at a time. A retried group first removes what an earlier attempt
-    of the same group left, then rewrites the same names.
+    of the same group left, then rewrites the same names. Nothing one video does stops
+    the group: every video ends as an ok row (in a complete shard) or a failure row.
     """
 
     def __init__(self, cfg: IngestConfig, output: str, run: str, progress: str | None) -> None:
@@ -249,7 +273,7 @@ class _ProcessGroupFn(beam.DoFn):
         self.shards = Metrics.counter(NAMESPACE, "shards_written")
 
     def setup(self) -> None:
-        self.workdir = Path(tempfile.mkdtemp(prefix="montage-dl-"))
+        self.workdir = scratch.make_workdir()  # first removes those of killed workers
         max_duration_s = self.cfg.core.filters.max_duration_s
         self.downloader = Downloader(self.cfg.download, self.workdir, max_duration_s)
 
@@ -262,20 +286,53 @@ class _ProcessGroupFn(beam.DoFn):
         prefix = layout.group_prefix(r.video_id for r in refs)
         for shard in layout.remove_group(self.output, prefix):
             log.warning("removed %s, left by an earlier attempt of the same group", shard)
-        with ShardWriter(self.output, prefix, self.limits) as writer:
+        writer = ShardWriter(self.output, prefix, self.limits)
+        try:
             for ref in refs:
-                result = self.process_one(ref)
-                mark(self.progress, ref.video_id, result.row.status, result.row.duration_ms)
-                if not result.ok:
-                    yield beam.pvalue.TaggedOutput(FAILED, result.row)
-                    continue
-                writer.add_video(result.samples, result.row)
-                self.ok.inc()
-                self.windows.inc(len(result.samples))
+                failure = self._ingest(ref, writer)
+                if failure is not None:
+                    yield beam.pvalue.TaggedOutput(FAILED, failure)
+                yield from self._lost(writer)
+            try:
+                writer.close()
+            except Exception as exc:  # the last shard's videos are in writer.lost
+                log.warning("group %s: last shard not written: %s", prefix, core.one_line(exc))
+            yield from self._lost(writer)
+        except BaseException:
+            writer.abort()
+            raise
         self.shards.inc(len(writer.written))
         for row in writer.rows:
+            self.ok.inc()
+            self.windows.inc(row.windows)
             self.bytes.inc(row.bytes)
             yield row
+
+    def _ingest(self, ref: VideoRef, writer: ShardWriter) -> ManifestRow | None:
+        """One video into the writer; its failure row, or None when its samples are in."""
+        result = self.process_one(ref)
+        if not result.ok:
+            mark(self.progress, ref.video_id, result.row.status)
+            return result.row
+        try:
+            writer.add_video(result.samples, result.row)
+        except Exception as exc:  # nothing of this video is in the shard
+            log.exception("%s: could not be written", ref.video_id)
+            mark(self.progress, ref.video_id, "failed")
+            return self._fail(ref, "write", "internal_error", core.one_line(exc)).row
+        mark(self.progress, ref.video_id, "ok", result.row.duration_ms)
+        return None
+
+    def _lost(self, writer: ShardWriter):
+        """Failure rows for the videos of shards the writer had to remove."""
+        while writer.lost:
+            shard = writer.lost.pop(0)
+            for row in shard.rows:
+                message = f"shard {shard.name} could not be written: {shard.error}"
+                ref = VideoRef(row.video_id, row.url)
+                yield beam.pvalue.TaggedOutput(
+                    FAILED, self._fail(ref, "write", "internal_error", message).row
+                )
 
     def process_one(self, ref: VideoRef) -> VideoResult:
         """Download and run the core on one video: its row, and its samples when ok."""
@@ -283,10 +340,11 @@ class _ProcessGroupFn(beam.DoFn):
             with self.downloader.session(ref) as got:
                 source = core.VideoSource(
                     video_id=ref.video_id,
-                    url=ref.url,
+                    url=ref.shown_url,
                     title=str(got.info.get("title") or ""),
                     caption_kind=got.caption_kind,
                 )
+                # the core's failures, its bugs and its deadline all come out as VideoFailure
                 result = core.process_video(
                     got.video_path, got.captions_path, self.cfg.core, source
                 )
@@ -295,12 +353,12 @@ class _ProcessGroupFn(beam.DoFn):
             return self._fail(ref, "download", exc.category, exc.message, status)
         except core.VideoFailure as exc:
             return self._fail(ref, exc.stage, exc.reason, exc.message, exc.status)
-        except Exception as exc:  # one video's bug must not stop the other million
-            log.exception("%s: unexpected error", ref.video_id)
-            return self._fail(ref, "process", "internal_error", f"{type(exc).__name__}: {exc}")
+        except Exception as exc:  # outside the downloader's taxonomy (its files, its cleanup)
+            log.exception("%s: unexpected error at download", ref.video_id)
+            return self._fail(ref, "download", "internal_error", core.one_line(exc))
         row = ManifestRow(
             video_id=ref.video_id,
-            url=ref.url,
+            url=ref.shown_url,
             status="ok",
             title=source.title,
             duration_ms=result.duration_ms,
@@ -317,8 +375,9 @@ class _ProcessGroupFn(beam.DoFn):
         self, ref: VideoRef, stage: str, reason: str, message: str, status: str = "failed"
     ) -> VideoResult:
         (self.skipped if status == "skipped" else self.failed).inc()
-        log.info("%s: %s at %s (%s): %s", ref.video_id, status, stage, reason, message)
-        return VideoResult(failure_row(ref, self.run, stage, reason, message, status))
+        row = failure_row(ref, self.run, stage, reason, message, status)
+        log.info("%s: %s at %s (%s): %s", ref.video_id, status, stage, reason, row.message)
+        return VideoResult(row)
 
 
 class ProcessAndWrite(beam.PTransform):
@@ -377,7 +436,7 @@ def build_pipeline(
 
     ``progress``: a folder on this machine where workers mark each video they finish
     (``ingest.progress``); None on clusters."""
-    parsed = p | "ReadInputs" >> ReadInputs(input_path, run)
+    parsed = p | "ReadInputs" >> ReadInputs(input_path, run, cfg.download.captions_root, output)
     groups = (
         parsed.refs
         | "Dedupe" >> Dedupe()

@@ -157,6 +157,20 @@ def remove_group(out: str, prefix: str) -> list[str]:
     return shards
 
 
+def clear_tmp(out: str) -> list[str]:
+    """Delete everything under ``out/_tmp`` (partial files that earlier runs, killed while
+    writing, left); returns what was removed. Only for the start of a run: the files of
+    a run still writing to ``out`` lie there too."""
+    fs, root = open_output(out)
+    tmp = join(root, TMP_DIR)
+    if not fs.isdir(tmp):
+        return []
+    found = sorted(fs.ls(tmp, detail=False))
+    for path in found:
+        fs.rm(path, recursive=True)
+    return found
+
+
 def remove_empty_tmp(fs: fsspec.AbstractFileSystem, root: str) -> None:
     tmp = join(root, TMP_DIR)
     if fs.exists(tmp) and not fs.ls(tmp):

@@ -8,6 +8,12 @@ written under a temporary name; on close its videos' rows go to the shard's
 index file and only then is the tar renamed into place (names and folders:
 :mod:`shards.layout`).
 
+A video is encoded into its tar bytes in memory before any of them is written, so
+a video that fails to encode leaves the shard as it was, and the writer goes on
+with the next one. A shard whose file cannot be written or committed is removed
+whole; the rows of the videos it held are kept in :attr:`ShardWriter.lost`, so the
+caller can record them rather than lose them.
+
 The caller chooses the prefix (``layout.shard_file(prefix, part)`` names the
 parts). The pipeline derives it from the video ids (``layout.group_prefix``), so
 a retried Beam bundle rewrites the same names with the same content instead of
@@ -19,7 +25,6 @@ configuration takes its defaults and its check from here.
 
 from __future__ import annotations
 
-import io
 import logging
 import tarfile
 from dataclasses import dataclass, replace
@@ -62,6 +67,34 @@ def encode_video(samples: list[schema.Sample]) -> list[tuple[str, bytes]]:
     return out
 
 
+def tar_member(name: str, data: bytes) -> bytes:
+    """One member as it lies in the archive: header, data, padding to the block
+    (the bytes ``tarfile`` writes for it; mode 0444 and mtime 0, so identical content
+    gives identical bytes)."""
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mode = 0o444
+    info.mtime = 0
+    header = info.tobuf(tarfile.PAX_FORMAT, tarfile.ENCODING, "surrogateescape")
+    return header + data + bytes(-len(data) % TAR_BLOCK)
+
+
+def tar_end(offset: int) -> bytes:
+    """The end of an archive whose members take ``offset`` bytes: two zero blocks,
+    then zeros up to a whole record, as ``tarfile`` ends one."""
+    end = 2 * TAR_BLOCK
+    return bytes(end + -(offset + end) % tarfile.RECORDSIZE)
+
+
+@dataclass(frozen=True, slots=True)
+class LostShard:
+    """A shard that could not be written whole, and the rows of the videos it held."""
+
+    name: str
+    rows: list[ManifestRow]
+    error: str  # what went wrong, on one line
+
+
 class _OpenShard:
     """One tar being written under a temporary name."""
 
@@ -69,35 +102,32 @@ class _OpenShard:
         self.fs, self.root, self.name = fs, root, name
         self.tmp = layout.temp_path(fs, root, name)
         self.file = fs.open(self.tmp, "wb")  # closed in commit() or abort()
-        self.tar = tarfile.open(fileobj=self.file, mode="w|", format=tarfile.PAX_FORMAT)  # noqa: SIM115
-        self.bytes = 2 * TAR_BLOCK  # end-of-archive marker
+        self.offset = 0  # bytes of the members written
         self.samples = 0
         self.rows: list[ManifestRow] = []
 
-    def add(self, members: list[tuple[str, bytes]], n_samples: int, row: ManifestRow) -> int:
-        added = 0
-        for name, data in members:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            info.mode = 0o444
-            info.mtime = 0  # identical content gives identical bytes
-            self.tar.addfile(info, io.BytesIO(data))
-            added += member_size(len(data))
-        self.bytes += added
+    @property
+    def bytes(self) -> int:
+        return self.offset + 2 * TAR_BLOCK  # the end-of-archive marker
+
+    def add(self, data: bytes, n_samples: int, row: ManifestRow) -> ManifestRow:
+        self.file.write(data)
+        self.offset += len(data)
         self.samples += n_samples
-        self.rows.append(replace(row, shards=[self.name], bytes=added))
-        return added
+        self.rows.append(replace(row, shards=[self.name], bytes=len(data)))
+        return self.rows[-1]
 
     def commit(self) -> None:
-        self.tar.close()
+        self.file.write(tar_end(self.offset))
         self.file.close()
         write_rows_atomic(self.fs, self.root, layout.index_file(self.name), self.rows)
         self.fs.mv(self.tmp, layout.join(self.root, self.name))
 
     def abort(self) -> None:
         try:
-            self.tar.close()
             self.file.close()
+        except Exception as exc:  # the file is removed below whatever state it is in
+            log.debug("closing %s: %s", self.tmp, exc)
         finally:
             if self.fs.exists(self.tmp):
                 self.fs.rm(self.tmp)
@@ -121,38 +151,58 @@ class ShardWriter:
         self.current: _OpenShard | None = None
         self.written: list[str] = []
         self.rows: list[ManifestRow] = []
+        self.lost: list[LostShard] = []  # shards removed because they could not be written
 
     def add_video(self, samples: list[schema.Sample], row: ManifestRow) -> ManifestRow:
-        """Write all windows of one video; returns its row with shard and bytes filled in."""
+        """Write all windows of one video; returns its row with shard and bytes filled in.
+
+        On an exception nothing of this video is in the shard. If the shard's file
+        itself failed, the shard is gone and its rows are in :attr:`lost`.
+        """
         assert samples, "a video with no windows has nothing to write"
-        members = encode_video(samples)
-        size = sum(member_size(len(d)) for _, d in members)
+        data = b"".join(tar_member(name, d) for name, d in encode_video(samples))
         cur = self.current
         if (
             cur is not None
             and cur.samples
             and (
-                cur.bytes + size > self.limits.max_bytes
+                cur.bytes + len(data) > self.limits.max_bytes
                 or cur.samples + len(samples) > self.limits.max_samples
             )
         ):
             self._commit()
         if self.current is None:
             name = layout.shard_file(self.prefix, self.part)
-            self.current = _OpenShard(self.fs, self.root, name)
             self.part += 1
-        self.current.add(members, len(samples), row)
-        out = self.current.rows[-1]
-        return out
+            self.current = _OpenShard(self.fs, self.root, name)
+        try:
+            return self.current.add(data, len(samples), row)
+        except BaseException as exc:  # bytes of this video may be in the file: drop it
+            self._lose(exc)
+            raise
 
     def _commit(self) -> None:
         assert self.current is not None
         shard = self.current
+        try:
+            shard.commit()
+        except BaseException as exc:
+            self._lose(exc)
+            raise
         self.current = None
-        shard.commit()
         self.written.append(shard.name)
         self.rows.extend(shard.rows)
         log.info("shard %s: %d samples, %d bytes", shard.name, shard.samples, shard.bytes)
+
+    def _lose(self, exc: BaseException) -> None:
+        """Remove the open shard, keeping its rows in ``lost``."""
+        assert self.current is not None
+        shard, self.current = self.current, None
+        shard.abort()
+        error = " ".join(f"{type(exc).__name__}: {exc}".split())[:500]
+        if shard.rows:
+            self.lost.append(LostShard(shard.name, shard.rows, error))
+        log.warning("shard %s removed, %d videos lost: %s", shard.name, len(shard.rows), error)
 
     def close(self) -> list[ManifestRow]:
         """Commit the open shard; the rows of every video written, final."""

@@ -3,6 +3,7 @@
 - loopback two-node launches (``run_two_nodes``) for the DDP tests;
 - training shards of synthetic samples (``write_shards``, ``write_corrupt_shard``);
 - a test-sized ``pipelines.yaml`` (``write_config``);
+- ``stalled_input``: a media path whose reader waits for data that does not come;
 - ``real_output``: an output folder made by the real per-video core, shared by the
   shard-tool tests, and helpers that damage copies of it.
 
@@ -25,6 +26,7 @@ whose headers declare more than they hold (``huge_jpeg``, ``npy_declaring``).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -33,7 +35,8 @@ import socket
 import struct
 import subprocess
 import tarfile
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -128,6 +131,37 @@ def write_corrupt_shard(path) -> tuple[list[str], list[str]]:
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
     return [s.key for s in good], [bad_mel.key, no_jpg.key]
+
+
+# --- a stalled input ---
+
+
+@contextlib.contextmanager
+def stalled_input(path: Path, release_after_s: float = 60.0) -> Iterator[Path]:
+    """A named pipe at ``path``: ffprobe or ffmpeg opening it waits, as on a stalled
+    source, until ``release_after_s`` passes; then it gets a few bytes of garbage and
+    fails. So code without a deadline fails such a test late instead of hanging it."""
+    os.mkfifo(path)
+    done = threading.Event()
+
+    def release() -> None:
+        if done.wait(release_after_s):
+            return
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:  # no reader left
+            return
+        with contextlib.suppress(OSError):
+            os.write(fd, b"not media")
+        os.close(fd)
+
+    thread = threading.Thread(target=release, daemon=True)
+    thread.start()
+    try:
+        yield path
+    finally:
+        done.set()
+        thread.join()
 
 
 # --- pipelines.yaml for the ingest tests ---

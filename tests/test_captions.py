@@ -326,6 +326,24 @@ def test_angle_brackets_never_stay_in_word_text(line: str) -> None:
     assert caps.words[-1].start_ms == 1500
 
 
+@pytest.mark.parametrize(
+    "suffix, text",
+    [
+        (".vtt", "SECRET first line\n\n00:00.000 --> 00:01.000\nhi\n"),
+        (".vtt", "WEBVTT\n\n00:00:00.000 --> SECRET\nhi\n"),
+        (".vtt", "WEBVTT\n\n00:00:05.000 --> 00:00:01.000 SECRET\nhi\n"),
+        (".vtt", "WEBVTT\n\n00:00:00.000 --> 00:00:02.000\na<0 SECRET><c> b</c>\n"),
+        (".srt", "SECRET\nline\n"),
+    ],
+)
+def test_errors_name_the_line_but_never_quote_the_file(tmp_path: Path, suffix, text) -> None:
+    path = tmp_path / f"c{suffix}"
+    path.write_text(text)
+    with pytest.raises(CaptionError) as info:
+        parse_captions(path)
+    assert "SECRET" not in str(info.value) and "line" in str(info.value)
+
+
 def test_string_parsers_name_the_given_source() -> None:
     with pytest.raises(CaptionError, match=r"^clip42\.vtt: "):
         parse_vtt("not captions", "clip42.vtt")

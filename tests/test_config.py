@@ -71,6 +71,8 @@ def test_overrides_are_typed_and_checked():
         ("ingest: {audio: {n_mels: 0}}\n", "n_mels must be > 0"),
         ("ingest: {frames: {typo: 1}}\n", "unknown keys \\['typo'\\]"),
         ("ingest: {download: {max_height: -1}}\n", "max_height"),
+        ("ingest: {limits: {process_deadline_s: 0}}\n", "process_deadline_s must be > 0 or null"),
+        ("ingest: {download: {captions_root: ' '}}\n", "captions_root must be a folder or null"),
         ("profiles: {x: {runner: NoSuchRunner}}\n", "NoSuchRunner"),
         ("other: 1\n", "unknown top-level keys"),
         ("ingest: [1, 2\n", "not valid YAML"),

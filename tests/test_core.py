@@ -1,6 +1,8 @@
 """The per-video core on real media made by ffmpeg."""
 
+import dataclasses
 import io
+import time
 
 import numpy as np
 import pytest
@@ -8,8 +10,9 @@ from PIL import Image
 
 from devtools import mediagen
 from ingest import core
-from ingest.config import CoreConfig, FilterConfig, SegmentConfig
+from ingest.config import CoreConfig, FilterConfig, LimitConfig, SegmentConfig
 from shards import schema
+from tests.helpers import stalled_input
 
 DURATION_S = 16.0  # three full 5 s segments; the last 1 s is dropped
 
@@ -108,3 +111,48 @@ def test_captions_optional_when_configured(media):
         root / "v.mp4", None, cfg(require_captions=False, min_words_per_window=None), SRC
     )
     assert r.words == 0 and r.caption_kind == "none" and len(r.samples) == 2
+
+
+def test_a_stalled_input_ends_as_a_timeout_at_its_step(tmp_path, media):
+    root, _ = media
+    config = dataclasses.replace(cfg(), limits=LimitConfig(process_deadline_s=1.0))
+    # without the deadline, this fails as corrupt_media after 60 s
+    stalled = stalled_input(tmp_path / "stalled.mp4")
+    with stalled as path, pytest.raises(core.VideoFailure) as info:
+        core.process_video(path, root / "auto.vtt", config, SRC)
+    exc = info.value
+    assert (exc.status, exc.stage, exc.reason) == ("failed", "probe", "timeout"), exc
+    assert "1 s deadline" in exc.message
+
+
+def test_a_video_past_its_deadline_between_steps_is_a_timeout(media, monkeypatch):
+    root, _ = media
+    config = dataclasses.replace(cfg(), limits=LimitConfig(process_deadline_s=2.0))
+    parse = core.parse_captions
+
+    def slow_parse(path):  # an in-process step that takes longer than the whole deadline
+        time.sleep(2.5)
+        return parse(path)
+
+    monkeypatch.setattr(core, "parse_captions", slow_parse)
+    with pytest.raises(core.VideoFailure) as info:
+        core.process_video(root / "v.mp4", root / "auto.vtt", config, SRC)
+    assert (info.value.stage, info.value.reason) == ("captions", "timeout")
+
+
+@pytest.mark.parametrize(
+    "target, stage",
+    [("parse_captions", "captions"), ("make_windows", "segments"), ("build_sample", "samples")],
+)
+def test_an_unexpected_error_is_an_internal_error_of_its_step(media, monkeypatch, target, stage):
+    root, _ = media
+
+    def broken(*args, **kwargs):
+        raise KeyError("a bug\nover two lines")
+
+    monkeypatch.setattr(core, target, broken)
+    with pytest.raises(core.VideoFailure) as info:
+        core.process_video(root / "v.mp4", root / "auto.vtt", cfg(), SRC)
+    exc = info.value
+    assert (exc.status, exc.stage, exc.reason) == ("failed", stage, "internal_error")
+    assert exc.message.startswith("KeyError: ") and "\n" not in exc.message

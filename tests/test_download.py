@@ -30,7 +30,7 @@ from ingest.download import (
     choose_captions,
     classify,
 )
-from ingest.refs import make_ref
+from ingest.refs import VideoRef, make_ref
 from tests.helpers import YoutubeShaped
 
 YT_ID = "dQw4w9WgXcQ"
@@ -134,10 +134,21 @@ def test_direct_mp4_with_sidecar_url_gets_video_and_word_timed_captions(server, 
 
 
 def test_local_sidecar_path_is_copied_and_detected_as_manual(server, site, workdir):
-    ref = make_ref(server.url("clip.mp4"), captions=str(site / "manual.en.vtt"))
-    got = downloader(workdir).download(ref)
+    ref = make_ref(server.url("clip.mp4"), captions="manual.en.vtt", captions_root=str(site))
+    got = downloader(workdir, captions_root=str(site)).download(ref)
     assert got.captions_path.read_bytes() == (site / "manual.en.vtt").read_bytes()
     assert got.caption_kind == "manual"
+
+
+@pytest.mark.parametrize("root", [None, "sub"], ids=["no-root", "other-root"])
+def test_local_sidecar_outside_captions_root_is_never_read(server, site, workdir, root):
+    # a ref made by hand, past make_ref's own check: the downloader refuses it too
+    ref = VideoRef("clip", server.url("clip.mp4"), captions=str(site / "manual.en.vtt"))
+    (site / "sub").mkdir(exist_ok=True)
+    dl = downloader(workdir, captions_root=None if root is None else str(site / root))
+    with pytest.raises(DownloadError, match="captions_root") as err:
+        dl.download(ref)
+    assert err.value.category == "other"
 
 
 def test_html_page_track_subtitles_come_through_the_generic_extractor(server, site, workdir):
@@ -215,8 +226,10 @@ def test_session_removes_the_video_folder_after_success(server, workdir):
 
 
 def test_session_removes_the_video_folder_when_the_body_raises(server, workdir, site):
-    dl = downloader(workdir)
-    ref = make_ref(server.url("clip.mp4"), captions=str(site / "auto.en.vtt"))
+    dl = downloader(workdir, captions_root=str(site))
+    ref = make_ref(
+        server.url("clip.mp4"), captions=str(site / "auto.en.vtt"), captions_root=str(site)
+    )
     with pytest.raises(RuntimeError, match="boom"), dl.session(ref) as got:
         raise RuntimeError("boom")
     assert not got.video_path.parent.exists()

@@ -30,7 +30,18 @@ def test_parquet_list(tmp_path):
     pq.write_table(
         pa.table({"url": ["http://a/1.mp4", None], "id": ["a", "b"]}), tmp_path / "in.parquet"
     )
-    assert [x.url for x in read_inputs(str(tmp_path / "in.parquet"))] == ["http://a/1.mp4"]
+    lines = read_inputs(str(tmp_path / "in.parquet"))
+    # a record without a url is still an input line, with url "" (the pipeline gives it a row)
+    assert [(x.url, x.video_id) for x in lines] == [("http://a/1.mp4", "a"), ("", "b")]
+
+
+def test_a_csv_record_without_url_is_a_line_and_an_all_blank_one_is_not(tmp_path):
+    (tmp_path / "in.csv").write_text("url,id,captions\n,x1,\n,,\nhttp://a/v.mp4,,\n , ,\n")
+    lines = list(read_inputs(str(tmp_path / "in.csv")))
+    assert [(x.url, x.video_id, x.where) for x in lines] == [
+        ("", "x1", f"{tmp_path / 'in.csv'}:2"),
+        ("http://a/v.mp4", None, f"{tmp_path / 'in.csv'}:4"),
+    ]
 
 
 @pytest.mark.parametrize(

@@ -128,3 +128,21 @@ def test_find_shards_checks_remote_shards_too():
     with pytest.raises(layout.NoShards, match="folder holds no shards"):
         fs.mkdir("/nothing")
         layout.find_shards("memory://nothing/")
+
+
+def test_clear_tmp_removes_what_killed_writers_left_and_nothing_else(tmp_path):
+    out = tmp_path / "out"
+    write_group(out, "shard-k", ["a"])
+    tmp = out / layout.TMP_DIR
+    tmp.mkdir(exist_ok=True)
+    (tmp / "shard-k-001.tar.3fa9").write_bytes(b"half a shard")
+    (tmp / "rows-r-1.parquet.77").write_bytes(b"half an index")
+    (tmp / "odd").mkdir()
+    removed = layout.clear_tmp(str(out))
+    assert sorted(p.rsplit("/", 1)[1] for p in removed) == [
+        "odd", "rows-r-1.parquet.77", "shard-k-001.tar.3fa9"
+    ]  # fmt: skip
+    assert list(tmp.iterdir()) == []
+    assert layout.shard_names(*layout.open_output(str(out))) == {"shard-k-000.tar"}
+    assert manifest.load_state(str(out))["a"].status == "ok"
+    assert layout.clear_tmp(str(tmp_path / "new")) == []

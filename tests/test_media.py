@@ -15,6 +15,7 @@ from PIL import Image
 from devtools.mediagen import make_video, read_frame_index, truncate
 from ingest import media
 from ingest.config import FrameConfig
+from ingest.deadline import Deadline, DeadlineExceeded
 from ingest.media import (
     MediaError,
     content_box,
@@ -23,6 +24,7 @@ from ingest.media import (
     output_geometry,
     probe,
 )
+from tests.helpers import stalled_input
 
 FPS = 25
 PERIOD_MS = 1000 / FPS
@@ -278,3 +280,30 @@ def test_content_box_keeps_the_frame_when_all_black_or_a_small_logo() -> None:
     assert content_box([_frame()], threshold=24) == (0, 0, 160, 90)
     logo = _frame(picture=(70, 40, 90, 50))  # 12% x 11% of the frame
     assert content_box([logo], threshold=24) == (0, 0, 160, 90)
+
+
+# ---------------------------------------------------------------- deadlines
+
+
+@pytest.mark.parametrize("step", ["probe", "frames", "audio"])
+def test_ffmpeg_still_running_at_the_deadline_is_killed(tmp_path: Path, step: str) -> None:
+    info = media.MediaInfo(12_000, 320, 180, Fraction(25), True, True)
+    deadline = Deadline.after(1.0)
+    calls = {
+        "probe": lambda path: probe(path, deadline),
+        "frames": lambda path: extract_frames(path, [500, 5500], CFG, info, deadline),
+        "audio": lambda path: decode_audio(path, 22050, info, deadline),
+    }
+    # the input never delivers; without the deadline this ends as a MediaError after 60 s
+    with stalled_input(tmp_path / "stalled.mp4") as path, pytest.raises(DeadlineExceeded) as err:
+        calls[step](path)
+    assert "killed, past its 1 s deadline" in str(err.value)
+    assert str(path) in str(err.value)
+
+
+def test_a_deadline_with_time_left_changes_nothing(video: Path) -> None:
+    deadline = Deadline.after(300.0)
+    info = probe(video, deadline)
+    assert info == probe(video)
+    assert extract_frames(video, [1000], CFG, info, deadline) == extract_frames(video, [1000], CFG)
+    assert np.array_equal(decode_audio(video, 16000, info, deadline), decode_audio(video, 16000))

@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -216,8 +217,12 @@ def test_portable_runner_with_external_worker_pool(media, tmp_path):
         pool.wait(timeout=10)
 
 
-def test_killed_run_resumes_without_duplicates_or_losses(media, tmp_path):
+def test_killed_run_resumes_without_duplicates_losses_or_leftovers(media, tmp_path, monkeypatch):
     n = 8
+    temp = tmp_path / "temp"  # the runs' temp folder, where their workers download
+    temp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(temp))
+    monkeypatch.setattr(tempfile, "tempdir", None)
     site = serve_copy(media, tmp_path / "site", {f"v{i}.mp4": "good.mp4" for i in range(n)})
     shutil.copy(media / "good.en.vtt", site / "c.en.vtt")
     cfg = write_config(tmp_path / "p.yaml", sleep_interval_s=0.7)
@@ -254,7 +259,11 @@ def test_killed_run_resumes_without_duplicates_or_losses(media, tmp_path):
         before = {p.name: p.read_bytes() for p in out.glob("*.tar")}
         assert before, "no shard landed before the kill"
         assert not (out / "manifest.parquet").exists()
+        killed_scratch = list(temp.glob("montage-dl-*"))
+        assert killed_scratch, "the killed workers left no download folder"
         assert cli.main(["run", *args]) == 0
+    assert not any(p.exists() for p in killed_scratch)
+    assert not (out / "_tmp").exists() or not any((out / "_tmp").iterdir())
 
     for name, data in before.items():
         assert (out / name).read_bytes() == data, f"{name} was lost or rewritten"

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from ingest.refs import make_ref
+from ingest.refs import make_ref, redact
 
 SAFE_ID = re.compile(r"[A-Za-z0-9_-]+")
 YT_ID = "dQw4w9WgXcQ"
@@ -60,3 +60,44 @@ def test_make_ref_derives_safe_stable_ids_for_other_urls():
 def test_make_ref_rejects_sidecars_that_are_not_http_or_a_path(captions):
     with pytest.raises(ValueError):
         make_ref("http://127.0.0.1/x.mp4", captions=captions)
+
+
+@pytest.mark.parametrize(
+    "url, shown",
+    [
+        ("https://user:pa55@host.example/v.mp4", "https://host.example/v.mp4"),
+        ("http://tok@h/a.mp4?v=1&token=abc&X-Amz-Signature=s1&Expires=9",
+         "http://h/a.mp4?v=1&token=REDACTED&X-Amz-Signature=REDACTED&Expires=9"),
+        ("https://h/a.mp4?api_key=k&key=k2&keyword=cats", "https://h/a.mp4?api_key=REDACTED&key=REDACTED&keyword=cats"),
+        ("https://www.youtube.com/watch?v=dQw4w9WgXcQ", "https://www.youtube.com/watch?v=dQw4w9WgXcQ"),
+    ],
+)  # fmt: skip
+def test_credentials_are_downloaded_with_but_never_shown(url, shown):
+    ref = make_ref(url)
+    assert ref.url == url  # the real URL is what yt-dlp gets
+    assert ref.shown_url == shown
+    assert redact(f"HTTP Error 401 for {url}: denied") == f"HTTP Error 401 for {shown}: denied"
+
+
+def test_the_id_does_not_depend_on_credentials():
+    a = make_ref("https://u:one@h/v/clip.mp4?sig=1")
+    b = make_ref("https://u:two@h/v/clip.mp4?sig=2")
+    assert a.video_id == b.video_id == make_ref("https://h/v/clip.mp4?sig=REDACTED").video_id
+    assert a.url != b.url
+
+
+def test_local_sidecars_only_inside_captions_root(tmp_path):
+    root = tmp_path / "subs"
+    (root / "deep").mkdir(parents=True)
+    (tmp_path / "secret.txt").write_text("x")
+    (root / "link.vtt").symlink_to(tmp_path / "secret.txt")
+    url = "http://127.0.0.1/x.mp4"
+    assert make_ref(url, "deep/a.vtt", captions_root=str(root)).captions == str(root / "deep/a.vtt")
+    inside = str(root / "deep" / "a.vtt")
+    assert make_ref(url, inside, captions_root=str(root)).captions == inside
+    for path in ("../secret.txt", str(tmp_path / "secret.txt"), "link.vtt", "/etc/passwd"):
+        with pytest.raises(ValueError, match=r"outside ingest\.download\.captions_root"):
+            make_ref(url, path, captions_root=str(root))
+    with pytest.raises(ValueError, match="captions_root, which is not set"):
+        make_ref(url, inside)
+    assert make_ref(url, "https://h/x.vtt").captions == "https://h/x.vtt"  # URLs need no root

@@ -1,10 +1,13 @@
+import io
+import resource
+import signal
 import tarfile
 
 import pytest
 
 from devtools.samples import make_sample
 from shards import manifest, reader, schema
-from shards.writer import ShardLimits, ShardWriter, member_size
+from shards.writer import ShardLimits, ShardWriter, encode_video, member_size
 
 
 def row(vid: str) -> manifest.ManifestRow:
@@ -75,3 +78,57 @@ def test_index_without_its_shard_is_not_done(tmp_path):
 def test_prefix_must_be_safe(tmp_path):
     with pytest.raises(ValueError):
         ShardWriter(str(tmp_path), "../evil")
+
+
+def test_the_bytes_are_those_tarfile_writes(tmp_path):
+    videos = {v: video(v) for v in "ab"}
+    with ShardWriter(str(tmp_path / "w"), "t") as w:
+        for v, samples in videos.items():
+            w.add_video(samples, row(v))
+    with tarfile.open(tmp_path / "ref.tar", "w", format=tarfile.PAX_FORMAT) as ref:
+        for samples in videos.values():
+            for name, data in encode_video(samples):
+                info = tarfile.TarInfo(name)
+                info.size, info.mode, info.mtime = len(data), 0o444, 0
+                ref.addfile(info, io.BytesIO(data))
+    assert (tmp_path / "w" / "t-000.tar").read_bytes() == (tmp_path / "ref.tar").read_bytes()
+
+
+def test_a_video_that_fails_to_encode_leaves_the_shard_as_it_was(tmp_path):
+    broken = video("b")
+    broken[1].meta.words.append("not a word record")  # schema.encode cannot serialise it
+    with ShardWriter(str(tmp_path), "e") as w:
+        w.add_video(video("a"), row("a"))
+        with pytest.raises(Exception):  # noqa: B017 - whatever encoding raises
+            w.add_video(broken, row("b"))
+        w.add_video(video("c"), row("c"))
+    assert w.lost == [] and [r.video_id for r in w.rows] == ["a", "c"]
+    keys = [s.key for s in reader.iter_samples(str(tmp_path / "e-000.tar"))]
+    assert keys == ["a_w0000", "a_w0001", "c_w0000", "c_w0001"]
+
+
+def test_a_shard_whose_file_fails_is_removed_and_its_videos_are_reported_lost(tmp_path):
+    """A real write failure: the file size limit (RLIMIT_FSIZE) reached in the middle of a
+    video. The shard cannot be trusted any more, so it goes, with its rows in ``lost``."""
+    small = sum(len(d) for _, d in encode_video(video("a"))) + 4 * 512
+    big = [make_sample("big", window=w, segments=3) for w in range(40)]
+    out = tmp_path / "out"
+    out.mkdir()
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    try:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (3 * small, limit[1]))
+        with ShardWriter(str(out), "f") as w:
+            w.add_video(video("a"), row("a"))
+            with pytest.raises(OSError):
+                w.add_video(big, row("big"))
+            w.add_video(video("c"), row("c"))
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limit)
+        signal.signal(signal.SIGXFSZ, handler)
+    assert [(s.name, [r.video_id for r in s.rows]) for s in w.lost] == [("f-000.tar", ["a"])]
+    assert "File too large" in w.lost[0].error
+    assert sorted(p.name for p in out.glob("*.tar")) == ["f-001.tar"]
+    assert [s.meta.video_id for s in reader.iter_samples(str(out / "f-001.tar"))] == ["c", "c"]
+    assert list((out / "_tmp").iterdir()) == []
+    assert set(manifest.load_state(str(out))) == {"c"}
