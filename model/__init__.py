@@ -12,5 +12,5 @@
 
 A module imports only from its own layer and the layers before it. `config`, `seeding`
 and `distributed` import nothing else of `model/`, so every layer may use them.
-tests/test_layering.py holds this true.
+tests/model/test_layering.py holds this true.
 """

@@ -45,10 +45,11 @@ def test_production_code_never_imports_dev_code(path):
 
 def test_test_files_share_helpers_only_through_helpers_and_devtools():
     for path in python_files("tests"):
+        own = ".".join(path.relative_to(ROOT).with_suffix("").parts)
         others = {
             m
             for m in imported_modules(path)
-            if m.startswith("tests.test_") and not m.startswith(f"tests.{path.stem}")
+            if m.startswith("tests.") and m.rsplit(".", 1)[-1].startswith("test_") and m != own
         }
         assert not others, f"{path.name} imports test modules {sorted(others)}"
 

@@ -21,7 +21,7 @@ from ingest import __main__ as cli
 from shards import layout, manifest, reader, schema
 from tests.helpers import free_port, write_config
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 DURATION_S = 11.0  # two 5 s segments
 
 

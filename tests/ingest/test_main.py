@@ -15,7 +15,7 @@ from tests.helpers import write_config
 
 DURATION_S = 11.0  # two 5 s segments
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 RUNS = 20  # the abort this guards against came about once in 20 runs
 
 

@@ -16,7 +16,7 @@ from ingest import config
 from ingest.config import ConfigError
 from shards.writer import ShardLimits
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("path", sorted(REPO.glob("*.yaml")), ids=lambda p: p.name)

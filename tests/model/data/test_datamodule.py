@@ -346,7 +346,7 @@ def test_lightning_resume_mid_epoch_trains_on_each_batch_once(shards8, tmp_path)
 DDP_SCRIPT = """
 import json, sys
 import lightning as L
-from tests.test_data import KeyRecorder, datamodule
+from tests.model.data.test_datamodule import KeyRecorder, datamodule
 
 shards, out = sys.argv[1], sys.argv[2]
 module = KeyRecorder()

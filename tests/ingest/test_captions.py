@@ -24,8 +24,8 @@ from ingest.captions import (
     spread,
 )
 
-FIXTURES = Path(__file__).parent / "fixtures" / "captions"
-ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "captions"
+ROOT = Path(__file__).resolve().parents[2]
 YT_HEADER = "WEBVTT\nKind: captions\nLanguage: en\n\n"
 CUE = "align:start position:0%"
 

@@ -33,7 +33,7 @@ from devtools.mediagen import render_auto_vtt
 from ingest.captions import Word, parse_captions
 
 SEED, SECONDS = 7, 15.0
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SR = demo_assets.SAMPLE_RATE
 
 

@@ -20,7 +20,7 @@ from model.config import (
 )
 from model.objectives.losses import CombinatorialLoss, MaskedPatchLoss
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize(

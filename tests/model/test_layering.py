@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 LAYERS = ("data", "nn", "objectives", "eval", "train")  # lowest first
 NEUTRAL = ("config", "seeding", "distributed")

@@ -24,7 +24,7 @@ from tests.helpers import (
     write_members,
 )
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[3]
 COMMANDS = ("inspect", "verify", "show", "sample")
 
 
