@@ -17,6 +17,7 @@ from lightning.pytorch.callbacks import Callback
 
 from model.config import ModelConfig
 from model.train.callbacks import weights_digest
+from model.train.cli import SHAPES, MontageCLI, main
 from tests.helpers import (
     ROOT,
     recorder,
@@ -26,7 +27,6 @@ from tests.helpers import (
     write_corrupt_shard,
     write_shards,
 )
-from train import SHAPES, MontageCLI, main
 
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
 PRESET_CONFIGS = [p for p in CONFIGS if p.stem in ("tiny", "base", "large")]

@@ -24,8 +24,8 @@ from lightning.pytorch.callbacks import Callback
 
 from devtools.localserve import LocalServer
 from model.train.checkpoint import TMP_MARK, CheckpointError, SafeCheckpointIO
+from model.train.cli import MontageCLI, main
 from tests.helpers import ROOT, recorder, steps_of, tiny_config, write_shards
-from train import MontageCLI, main
 
 TRAIN = ROOT / "train.py"
 
