@@ -313,8 +313,8 @@ def test_skip_done_keeps_exactly_the_videos_still_to_do(earlier_output, retry_fa
     from apache_beam.testing.test_pipeline import TestPipeline
     from apache_beam.testing.util import assert_that, equal_to
 
-    from ingest.resume import SkipDone
     from ingest.refs import make_ref
+    from ingest.resume import SkipDone
 
     ids = ["done", "lost", "flaky", "fixed", "long", "new"]
     refs = [make_ref(f"http://h/{vid}", video_id=vid) for vid in ids]
@@ -332,8 +332,8 @@ def test_skip_done_on_a_new_output_keeps_everything(tmp_path):
     from apache_beam.testing.test_pipeline import TestPipeline
     from apache_beam.testing.util import assert_that, equal_to
 
-    from ingest.resume import SkipDone
     from ingest.refs import make_ref
+    from ingest.resume import SkipDone
 
     refs = [make_ref(f"http://h/{vid}", video_id=vid) for vid in ("a", "b")]
     with TestPipeline() as p:
