@@ -34,15 +34,7 @@ VAL_WINDOWS = 2 * 2 * 3  # val shards x videos per shard x windows per video (he
 DIRECTION_METRICS = ("r1", "r5", "r10", "medr")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread_and_no_argv(monkeypatch):
-    """Tiny tensors: one intra-op thread beats two on a busy 2-core machine (by 5-10x here).
-    The CLI runs in-process on its `args`; pytest's own argv would only make it warn."""
-    monkeypatch.setattr(sys, "argv", ["train.py"])
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("cli_in_process")
 
 
 @pytest.fixture(scope="module")

@@ -30,14 +30,7 @@ from tests.helpers import ROOT, recorder, steps_of, tiny_config, write_shards
 TRAIN = ROOT / "train.py"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread_and_no_argv(monkeypatch):
-    """As in test_train: the CLI runs in-process on its `args`, tiny tensors on one thread."""
-    monkeypatch.setattr(sys, "argv", ["train.py"])
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("cli_in_process")
 
 
 @pytest.fixture(scope="module")
