@@ -333,6 +333,7 @@ def test_angle_brackets_never_stay_in_word_text(line: str) -> None:
         (".vtt", "WEBVTT\n\n00:00:00.000 --> SECRET\nhi\n"),
         (".vtt", "WEBVTT\n\n00:00:05.000 --> 00:00:01.000 SECRET\nhi\n"),
         (".vtt", "WEBVTT\n\n00:00:00.000 --> 00:00:02.000\na<0 SECRET><c> b</c>\n"),
+        (".vtt", "WEBVTT\n\n00:00:00.000 --> 00:00:02.000\nhe<00:00:01.063SECRET<c> b</c>\n"),
         (".srt", "SECRET\nline\n"),
     ],
 )
