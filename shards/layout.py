@@ -53,10 +53,14 @@ def read_whole(url: str) -> BinaryIO:
 def write_atomically(url: str, write: Callable[[BinaryIO], None], mark: str = ".tmp-") -> None:
     """Write ``url`` whole or not at all: ``write`` fills ``<url><mark><hex>`` beside it
     (same filesystem, so never a copy across filesystems), which is then renamed over it.
+    Temporaries of ``url`` that a killed writer left are removed first (one writer per
+    path).
     A local file and its folder are fsynced, so the rename survives a power cut."""
     fs, path = fsspec.core.url_to_fs(str(url))
     folder = posixpath.dirname(path)
     fs.makedirs(folder, exist_ok=True)
+    for stale in fs.glob(f"{path}{mark}*"):  # what a writer killed mid-write left
+        fs.rm(stale)
     tmp = f"{path}{mark}{uuid.uuid4().hex}"
     local = isinstance(fs, LocalFileSystem)
     try:

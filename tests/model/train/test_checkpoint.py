@@ -245,6 +245,8 @@ def test_a_fit_killed_while_saving_last_ckpt_keeps_the_previous_one_and_resumes_
     cli = main(["fit", "--config", str(resumed), *args, "--ckpt_path", "last"])
     assert [row["step"] for row in steps_of(out / "keys")] == [3, 4], "resumed after step 2"
     assert cli.trainer.global_step == 4
+    left = sorted(p.name for p in (out / "runs" / "checkpoints").iterdir())
+    assert not [n for n in left if TMP_MARK in n], f"the killed save's temporary is left: {left}"
 
 
 @pytest.mark.parametrize("scheme", ["", "file://"])
