@@ -6,6 +6,7 @@ import collections
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -178,6 +179,18 @@ def test_mixed_list_every_input_gets_one_right_row(media, tmp_path):
     assert sum(samples_per_video(out).values()) == 6
 
 
+def wait_for_port(port: int, proc: subprocess.Popen, limit_s: float = 120.0) -> None:
+    """Until something listens on 127.0.0.1:``port`` (fails if ``proc`` dies first)."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"the worker pool exited with {proc.returncode}"
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise AssertionError(f"nothing listens on port {port} after {limit_s} s")
+
+
 def test_portable_runner_with_external_worker_pool(media, tmp_path):
     site = serve_copy(media, tmp_path / "site", {"a.mp4": "good.mp4", "a.en.vtt": "good.en.vtt"})
     port = free_port()
@@ -194,6 +207,7 @@ def test_portable_runner_with_external_worker_pool(media, tmp_path):
         stderr=subprocess.DEVNULL,
     )
     try:
+        wait_for_port(port, pool)  # a busy machine can take seconds to start the pool
         with LocalServer(site) as srv:
             (tmp_path / "in.txt").write_text(f"{srv.url('a.mp4')}\n")
             (tmp_path / "in.csv").write_text(
