@@ -203,6 +203,8 @@ def run(args: argparse.Namespace, beam_args: list[str], handler: logging.StreamH
     except Exception as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         kept = f"; runner output: {runner_log}" if os.path.getsize(runner_log) else ""
+        if not kept:
+            os.unlink(runner_log)
         print(f"error: the pipeline failed: {first[:500]}{kept}", file=sys.stderr)  # noqa: T201
         return 1
     finally:

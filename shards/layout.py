@@ -190,19 +190,24 @@ def expand(spec: str) -> list[str]:
     ``out/`` -> every ``*.tar`` directly in it, sorted; ``out/shard-{000..009}.tar``
     -> those names; ``gs://bucket/x/*.tar`` -> the glob's matches.
     """
-    urls: list[str] = []
+    return [url for url, _ in _expand(spec)]
+
+
+def _expand(spec: str) -> Iterable[tuple[str, bool]]:
+    """(url, listed) for each shard ``spec`` names: listed when a folder listing or a
+    glob found it (so it exists), not when the spec names it outright."""
     for one in braceexpand.braceexpand(spec):
         fs, path = fsspec.core.url_to_fs(one)
         protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
         prefix = "" if protocol in ("file", "local") else f"{protocol}://"
         if any(c in path for c in "*?["):
-            found = sorted(fs.glob(path))
+            found, listed = sorted(fs.glob(path)), True
         elif fs.isdir(path):
-            found = shard_paths(fs, path)
+            found, listed = shard_paths(fs, path), True
         else:
-            found = [path]
-        urls.extend(prefix + p if prefix and not p.startswith(prefix) else p for p in found)
-    return urls
+            found, listed = [path], False
+        for p in found:
+            yield (prefix + p if prefix and not p.startswith(prefix) else p), listed
 
 
 class NoShards(ValueError):
@@ -215,18 +220,19 @@ def find_shards(spec: str, what: str = "shards") -> list[str]:
 
     A folder with no ``*.tar`` in it, a pattern or glob that matches none, or a named
     shard that does not exist raises :class:`NoShards` naming ``what`` (the option the
-    user gave, e.g. ``data.train_shards``) and the path. Explicitly named shards are
-    checked with one listing per folder, not one request per shard.
+    user gave, e.g. ``data.train_shards``) and the path. Shards named outright (not found
+    by a listing or a glob) are checked with one listing per folder, not one request each.
     """
     if not spec:
         raise NoShards(f"{what}: no path given; expected a folder, pattern or URL of *.tar shards")
-    urls = expand(spec)
+    found = list(_expand(spec))
+    urls = [url for url, _ in found]
     if not urls:
         _, path = fsspec.core.url_to_fs(next(iter(braceexpand.braceexpand(spec))))
         if any(c in path for c in "*?["):
             raise NoShards(f"{what}: {spec}: no shard matches this pattern")
         raise NoShards(f"{what}: {spec}: folder holds no shards (*.tar)")
-    missing = _missing(urls)
+    missing = _missing([url for url, listed in found if not listed])  # the rest were just listed
     if missing:
         more = f" (and {len(missing) - 1} more of {len(urls)})" if len(missing) > 1 else ""
         kind = "no such file or folder" if len(urls) == 1 else "no such shard"
