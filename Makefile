@@ -33,7 +33,7 @@ $(STAMP): pyproject.toml
 	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
 	@echo "building $(VENV) from pyproject.toml (pip's log: $(VENV)/pip.log)"
 	@$(PY) -m pip install -q --upgrade pip > $(VENV)/pip.log 2>&1 || { cat $(VENV)/pip.log; exit 1; }
-	@$(PY) -m pip install -q $(FIND_LINKS) -e '.[train,dev,tools]' >> $(VENV)/pip.log 2>&1 \
+	@$(PY) -m pip install -q $(FIND_LINKS) -e '.[train,dev,tools,gcp,aws]' >> $(VENV)/pip.log 2>&1 \
 	  || { cat $(VENV)/pip.log; exit 1; }
 	@touch $(STAMP)
 
