@@ -1,6 +1,6 @@
 """model: tensors and Lightning, in layers that import one way only.
 
-    config  <  data  <  nn  <  objectives  <  eval  <  train
+    config  <  data  <  nn  <  objectives  <  eval  <  inference  <  cli  <  train
 
 - `model.config`: ModelConfig, ObjectiveConfig, shared constants;
 - `model/data/`: the batch contract, tokenizer, shard samples -> batches, the data module;
@@ -8,6 +8,8 @@
 - `model/objectives/`: the pretraining objectives, their losses (`losses/`) and `Reserve`,
   the backbone with the objectives chosen in config;
 - `model/eval/`: zero-shot retrieval, through each objective's `embed`;
+- `model/inference/`: a model loaded from a checkpoint file alone, for embedding;
+- `model/cli/`: `python -m model` (tokenizer, embed, search, evaluate), no training code;
 - `model/train/`: the LightningModule and callbacks.
 
 A module imports only from its own layer and the layers before it. `config`, `seeding`

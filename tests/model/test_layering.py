@@ -1,4 +1,5 @@
-"""The layers of model/ import one way: config < data < nn < objectives < eval < train.
+"""The layers of model/ import one way:
+config < data < nn < objectives < eval < inference < cli < train.
 
 Every module under model/ is parsed (ast, nothing is imported or run) and each of its
 `model.*` imports, at any depth of the file, is checked against the order. `config`,
@@ -15,7 +16,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
-LAYERS = ("data", "nn", "objectives", "eval", "train")  # lowest first
+LAYERS = ("data", "nn", "objectives", "eval", "inference", "cli", "train")  # lowest first
 NEUTRAL = ("config", "seeding", "distributed")
 
 
@@ -27,6 +28,8 @@ def layer_of(module: str) -> int | None:
         return None
     if parts[1] in NEUTRAL:
         return 0
+    if parts[1] == "__main__":  # `python -m model` is the command line's door
+        return 1 + LAYERS.index("cli")
     if parts[1] in LAYERS:
         return 1 + LAYERS.index(parts[1])
     raise ValueError(f"{module}: in no layer; add it to LAYERS or NEUTRAL in {__file__}")
@@ -104,6 +107,8 @@ def write(root: Path, files: dict[str, str]) -> Path:
         ({"model/data/x.py": "from model import nn\n"}, "-> model.nn"),
         ({"model/config.py": "from model.data.batch import Batch\n"}, "config -> "),
         ({"model/__init__.py": "from model.config import PAD_ID\n"}, "model -> model.config"),
+        ({"model/cli/embed.py": "from model.train.module import X\n"}, "cli.embed -> "),
+        ({"model/inference/api.py": "from model.cli import main\n"}, "inference.api -> "),
     ],
 )
 def test_the_check_catches_an_import_against_the_order(tmp_path, files, expected):

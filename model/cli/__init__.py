@@ -1,0 +1,1 @@
+"""``python -m model COMMAND``: the commands that use what a run learned."""
