@@ -4,6 +4,8 @@
     serve   serve them on 127.0.0.1, in the form yt-dlp downloads
     ingest  the Beam pipeline, local profile: yt-dlp -> aligned windows -> shards + manifest
     align   print what was aligned for one window (words, times, segments, sub-segments)
+    tokens  `python -m model tokenizer`: a byte-level BPE learned from the training transcripts,
+            written beside the training shards (training's `data.tokenizer: auto` takes it)
     inspect `python -m shards inspect` and `verify` on the shards
     train   `train.py fit` with configs/tiny.yaml + configs/demo.yaml on the CPU, validating on
             the held-out videos
@@ -89,7 +91,8 @@ def build_shards(
     duration_s: float = 80.0,
     config: Path = ROOT / "pipelines.yaml",
 ) -> Path | None:
-    """Stages corpus, serve and ingest: ``out/corpus`` -> ``out/shards/{train,heldout}``.
+    """Stages corpus, serve, ingest and tokens: ``out/corpus`` -> ``out/shards/{train,heldout}``
+    and ``out/shards/train/tokenizer.json``.
 
     Returns the shards folder, or None when an ingest run failed. A second call on the same
     ``out`` renders nothing and downloads nothing: finished videos are kept and the
@@ -144,7 +147,20 @@ def build_shards(
                 )
                 if rc != 0:
                     return None
+    with st.stage("tokens", "python -m model tokenizer: a BPE from the training transcripts"):
+        if train_tokenizer(shards_dir / "train") != 0:
+            return None
     return shards_dir
+
+
+def train_tokenizer(train_shards: Path) -> int:
+    """`python -m model tokenizer` on the training shards, reporting truncation at the
+    tiny preset's max_text_len."""
+    from model.cli import main as model_cli
+    from model.config import ModelConfig
+
+    max_len = ModelConfig.from_name("tiny").max_text_len
+    return model_cli.main(["tokenizer", str(train_shards), "--max-text-len", str(max_len)])
 
 
 def run(args: argparse.Namespace) -> int:

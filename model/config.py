@@ -22,6 +22,9 @@ from shards.schema import SUBSEGMENTS as SUBSEGMENTS
 
 PAD_ID = 0  # text padding token id; never attended to
 MASK_ID = 1  # text MASK token id; replaces a masked sub-segment's words in the joint input
+# Reserved for the span objective's masked audio. Tokenizers never emit it: it is the id of
+# the byte NUL (byte b is id b + 2), which they drop from text.
+MASKAUDIO_ID = 2
 
 
 def require(ok: bool, key: str, problem: str) -> None:

@@ -1,7 +1,8 @@
 """Helpers shared by several test files (test files never import one another).
 
 - loopback two-node launches (``run_two_nodes``) for the DDP tests;
-- training shards of synthetic samples (``write_shards``, ``write_corrupt_shard``);
+- training shards of synthetic samples (``write_shards``, ``write_corrupt_shard``), and
+  of the demo corpus's narration (``write_narrated_shards``: its planned words, no media);
 - a test-sized ``pipelines.yaml`` (``write_config``);
 - ``stalled_input``: a media path whose reader waits for data that does not come;
 - ``real_output``: an output folder made by the real per-video core, shared by the
@@ -48,7 +49,7 @@ from devtools.samples import make_sample
 from ingest.config import CoreConfig, FilterConfig, SegmentConfig
 from ingest.core import VideoFailure, VideoSource, process_video
 from ingest.download import Downloader
-from shards import layout, manifest
+from shards import layout, manifest, schema
 from shards.manifest import ManifestRow
 from shards.writer import ShardLimits, ShardWriter, encode_video
 
@@ -358,3 +359,38 @@ class YoutubeShaped(Downloader):
 
     def extract_info(self, url: str) -> dict:
         return dict(self.info) if self.info is not None else super().extract_info(url)
+
+
+def write_narrated_shards(out, n_videos: int, segments: int = 4) -> int:
+    """Shards whose words are the demo corpus's narration of ``n_videos`` 40 s videos (as
+    ``devtools.demo_corpus`` plans them, nothing rendered), placed in the (segment,
+    sub-segment) of their start time; windows of ``segments``. Returns the window count."""
+    from dataclasses import replace
+
+    from devtools.demo_corpus import plan_video
+
+    seg_ms = make_sample().meta.params.segment_ms
+    windows = 0
+    limits = ShardLimits(max_samples=4 * 40_000 // (segments * seg_ms))
+    with ShardWriter(str(out), "narrated", limits) as writer:
+        for v in range(n_videos):
+            video = plan_video(0, v, "train", 40_000)
+            samples = []
+            for w in range(40_000 // (segments * seg_ms)):
+                sample = make_sample(f"narr{v:03d}", w, segments=segments)
+                start = sample.meta.start_ms
+                words = [
+                    schema.WordRecord(
+                        x.text,
+                        x.start_ms,
+                        x.end_ms,
+                        (x.start_ms - start) // seg_ms,
+                        min(2, (x.start_ms - start) % seg_ms * 3 // seg_ms),
+                    )
+                    for x in video.words
+                    if start <= x.start_ms and x.end_ms <= start + segments * seg_ms
+                ]
+                samples.append(replace(sample, meta=replace(sample.meta, words=words)))
+            writer.add_video(samples, ManifestRow(video_id=f"narr{v:03d}", url="u", status="ok"))
+            windows += len(samples)
+    return windows

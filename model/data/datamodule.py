@@ -5,7 +5,7 @@ Wiring (LightningCLI)::
     data:
       class_path: model.data.datamodule.ShardDataModule
       init_args: {train_shards: "out/train/", val_shards: "out/val/", batch_size: 32,
-                  steps_per_epoch: 2000, num_workers: 8, tokenizer: bytes}
+                  steps_per_epoch: 2000, num_workers: 8, tokenizer: auto}
 
 Link ``frame_size``, ``max_segments``, ``max_text_len``, ``audio_frames`` and ``n_mels``
 with the model's ModelConfig, and ``data.vocab_size`` (known once the data module exists,
@@ -55,7 +55,7 @@ from torch.utils.data import DataLoader
 from model.data.collate import DecodeConfig, params_problems
 from model.data.loader import ShardStream, StreamConfig, check_enough_shards
 from model.data.stream import LoaderBatch, StreamPosition
-from model.data.tokenizer import build_tokenizer
+from model.data.tokenizer import Tokenizer, build_tokenizer, find_beside, tokenizer_state
 from shards.layout import find_shards
 from shards.reader import ShardError, first_meta
 from shards.schema import ExtractionParams, SampleError
@@ -110,7 +110,10 @@ class ShardDataModule(L.LightningDataModule):
         resampled: False: the shards are split disjointly over ranks x workers (needs at
             least that many shards, fails at start otherwise); True: every reader draws
             shards with replacement from all shards (any count; readers may overlap).
-        tokenizer: ``bytes`` or a path to a byte-level BPE ``tokenizer.json``.
+        tokenizer: ``auto`` (the ``tokenizer.json`` that ``python -m model tokenizer`` wrote
+            beside the training shards, else bytes), ``bytes``, or the path or URL of a
+            byte-level BPE ``tokenizer.json``. Checkpoints record the one used
+            (:meth:`tokenizer_state`).
         frame_size, max_segments, max_text_len, audio_frames, n_mels: as in ModelConfig.
         rank, world_size: override the trainer's (tests, custom launchers).
         warn_every_s: at most one log line about skipped samples per worker per period.
@@ -128,7 +131,7 @@ class ShardDataModule(L.LightningDataModule):
         seed: int = 0,
         shuffle_buffer: int = 256,
         resampled: bool = False,
-        tokenizer: str = "bytes",
+        tokenizer: str = "auto",
         frame_size: tuple[int, int] = (192, 320),
         max_segments: int = 16,
         max_text_len: int = 32,
@@ -167,7 +170,8 @@ class ShardDataModule(L.LightningDataModule):
             audio_frames=audio_frames,
             n_mels=n_mels,
         )
-        self.tokenizer = build_tokenizer(tokenizer)
+        self.tokenizer_spec = tokenizer
+        self._tokenizer: Tokenizer | None = None
         self.position = StreamPosition(epoch=0, index=0)  # index = batches consumed in the epoch
         self.skipped_total = 0  # bad samples dropped in batches that reached the model, this rank
         self.last_keys: list[str] = []  # sample keys of the last batch handed to the model
@@ -175,6 +179,24 @@ class ShardDataModule(L.LightningDataModule):
         self._restored: dict[str, Any] | None = None
         self._val_urls: list[str] | None = None
         self._params: dict[str, tuple[str, ExtractionParams]] = {}  # what -> (shard, params)
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        """The tokenizer ``tokenizer`` names, read once (``auto`` looks beside the training
+        shards; without training shards it means bytes)."""
+        if self._tokenizer is None:
+            if self.tokenizer_spec != "auto":
+                self._tokenizer = build_tokenizer(self.tokenizer_spec)
+            elif self.train_spec is None:
+                self._tokenizer = build_tokenizer("bytes")
+            else:
+                self._tokenizer = find_beside(self.train_urls)
+            log.info("tokenizer (%s): %r", self.tokenizer_spec, self._tokenizer)
+        return self._tokenizer
+
+    def tokenizer_state(self) -> dict[str, Any]:
+        """What checkpoints record of the tokenizer (``model.data.tokenizer.from_state``)."""
+        return tokenizer_state(self.tokenizer)
 
     @property
     def vocab_size(self) -> int:

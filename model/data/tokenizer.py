@@ -1,18 +1,24 @@
-"""Tokenizers that work offline: bytes by default, a byte-level BPE from a file optionally.
+"""Tokenizers that work offline: bytes, or a byte-level BPE learned from the transcripts.
 
-Every tokenizer here keeps the model's two reserved ids: 0 = PAD and 1 = MASK
-(model/config.py). Real tokens start at :data:`FIRST_ID` (2): the byte tokenizer maps
-byte b to b + 2 (vocab_size 258); the BPE tokenizer maps its own id i to i + 2.
+Every tokenizer here keeps the model's reserved ids (model/config.py): 0 = PAD, 1 = MASK,
+2 = MASKAUDIO. Byte-level symbols start at :data:`FIRST_ID` (2): the byte tokenizer maps
+byte b to b + 2 (vocab_size 258); the BPE tokenizer maps its own id i to i + 2, its own
+ids 0..255 being the 256 bytes in byte order. Byte 0 (NUL) is dropped from any text, so
+id 2 is never emitted and serves as MASKAUDIO.
 
 ``build_tokenizer(spec)``:
 
-- ``"bytes"`` (default): UTF-8 bytes, no file, no training. Long but lossless.
-- a path to a ``tokenizer.json``: a byte-level BPE in the HF ``tokenizers`` file layout
-  (``model.type == "BPE"``, ``model.vocab``, ``model.merges``). :func:`train_bpe` writes one
-  from a list of texts in pure Python (no extra package). Files written by HF
-  ``tokenizers`` for GPT-2 style byte-level BPEs load too; pre-tokenization here uses a
-  Python ``re`` approximation of the GPT-2 split pattern (letters / digits / other runs,
-  each with an optional leading space), which agrees with it on ordinary words.
+- ``"bytes"``: UTF-8 bytes, no file, no training. Long but lossless.
+- a path or URL of a ``tokenizer.json``: a byte-level BPE in the HF ``tokenizers`` file
+  layout (``model.type == "BPE"``, ``model.vocab``, ``model.merges``). :func:`train_bpe`
+  learns one with HF ``tokenizers`` (``python -m model tokenizer SHARDS`` writes it beside
+  the shards). Encoding is plain Python over the file's merges (JSON only: loading runs no
+  code); pre-tokenization uses a ``re`` approximation of the GPT-2 split pattern
+  (letters / digits / other runs, each with an optional leading space), which agrees with
+  it on ordinary words.
+
+What a run used is :func:`tokenizer_state` (kind, the file's text, its sha256, where it
+came from); checkpoints carry it and :func:`from_state` rebuilds the same tokenizer.
 
 The loader tokenizes each transcript word on its own, with a leading space
 (:meth:`Tokenizer.encode_word`), so subword boundaries never cross words.
@@ -20,18 +26,22 @@ The loader tokenizes each transcript word on its own, with a leading space
 
 from __future__ import annotations
 
-import heapq
+import hashlib
 import json
 import re
-from collections import Counter
+from collections.abc import Iterable
 from functools import lru_cache
 from itertools import pairwise
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
-PAD_ID = 0
-MASK_ID = 1
-FIRST_ID = 2  # first id of a real token
+from model.config import MASK_ID, MASKAUDIO_ID, PAD_ID
+from shards.layout import read_whole, write_atomically
+
+FIRST_ID = 2  # id of the first byte-level symbol (byte 0, never emitted: MASKAUDIO_ID)
+assert FIRST_ID == MASKAUDIO_ID and max(PAD_ID, MASK_ID) < FIRST_ID
+TOKENIZER_FILE = "tokenizer.json"  # what `python -m model tokenizer` writes beside the shards
+CHECKPOINT_KEY = "montage_tokenizer"  # where a checkpoint holds tokenizer_state()
 
 # GPT-2's pre-tokenizer pattern with \p{L} -> [^\W\d_] and \p{N} -> \d (stdlib re has no \p).
 _SPLIT_RE = re.compile(
@@ -61,7 +71,7 @@ class ByteTokenizer:
     mask_id = MASK_ID
 
     def encode(self, text: str) -> list[int]:
-        return [b + FIRST_ID for b in text.encode("utf-8")]
+        return [b + FIRST_ID for b in text.encode("utf-8") if b]  # NUL dropped (MASKAUDIO)
 
     def encode_word(self, word: str) -> list[int]:
         return self.encode(" " + word)
@@ -99,7 +109,7 @@ def _symbols(piece: str) -> list[str]:
 
 
 def pre_tokenize(text: str) -> list[str]:
-    return _SPLIT_RE.findall(text)
+    return _SPLIT_RE.findall(text.replace("\0", ""))  # NUL dropped: its id is MASKAUDIO
 
 
 def merge_pair(parts: list[str], pair: tuple[str, str]) -> list[str]:
@@ -123,27 +133,79 @@ class BpeTokenizer:
     mask_id = MASK_ID
 
     def __init__(self, vocab: dict[str, int], merges: list[tuple[str, str]]) -> None:
-        missing = [c for c in byte_to_unicode().values() if c not in vocab]
+        table = byte_to_unicode()
+        missing = [c for c in table.values() if c not in vocab]
         if missing:
             raise ValueError(f"model.vocab lacks {len(missing)} of the 256 byte symbols")
+        if any(vocab[table[b]] != b for b in range(256)):
+            raise ValueError(
+                "model.vocab: ids 0..255 must be the 256 bytes in byte order "
+                "(retrain it with `python -m model tokenizer`)"
+            )
+        if len(set(vocab.values())) != len(vocab) or min(vocab.values()) < 0:
+            raise ValueError("model.vocab: ids must be distinct and >= 0")
+        unknown = [m for m in merges if m[0] + m[1] not in vocab]
+        if unknown:
+            raise ValueError(
+                f"model.merges: {' '.join(unknown[0])!r} makes no token of model.vocab"
+            )
         self.vocab = vocab
         self.inverse = {i: s for s, i in vocab.items()}
         self.ranks = {pair: r for r, pair in enumerate(merges)}
         self.vocab_size = max(vocab.values()) + 1 + FIRST_ID
         self._cache: dict[str, list[int]] = {}
-        self._byte_of = {c: b for b, c in byte_to_unicode().items()}
+        self._byte_of = {c: b for b, c in table.items()}
+        self.json_text: str | None = None  # the file it was read from, as written
+        self.source: str | None = None  # where that file was
 
     @classmethod
     def from_file(cls, path: str | Path) -> BpeTokenizer:
-        raw = json.loads(Path(path).read_text(encoding="utf-8"))
-        model = raw.get("model", {})
-        if model.get("type") != "BPE":
-            raise ValueError(f"{path}: model.type is {model.get('type')!r}, only 'BPE' loads")
-        merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
+        """A ``tokenizer.json`` at a local path or fsspec URL (``shards.layout.read_whole``)."""
         try:
-            return cls(dict(model["vocab"]), merges)  # type: ignore[arg-type]
+            with read_whole(str(path)) as f:
+                data = f.read()
+        except FileNotFoundError:
+            raise ValueError(f"{path}: no such tokenizer file") from None
+        tok = cls.from_json(data, where=str(path))
+        tok.source = str(path)
+        return tok
+
+    @classmethod
+    def from_json(cls, data: str | bytes, where: str = "tokenizer.json") -> BpeTokenizer:
+        """The tokenizer a ``tokenizer.json`` text describes; ValueError (one line naming
+        ``where``) for anything else. Only JSON is read: nothing in it runs."""
+        try:
+            text = data.decode("utf-8") if isinstance(data, bytes) else data
+            raw = json.loads(text)
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ValueError(
+                f"{where}: not a tokenizer.json (JSON does not parse: {first})"
+            ) from None
+        model = raw.get("model") if isinstance(raw, dict) else None
+        if not isinstance(model, dict):
+            raise ValueError(f"{where}: not a tokenizer.json (no 'model' object)")
+        if model.get("type") != "BPE":
+            raise ValueError(f"{where}: model.type is {model.get('type')!r}, only 'BPE' loads")
+        vocab, merges = model.get("vocab"), model.get("merges")
+        if not isinstance(vocab, dict) or not all(
+            isinstance(k, str) and type(v) is int for k, v in vocab.items()
+        ):
+            raise ValueError(f"{where}: model.vocab must map strings to integer ids")
+        pairs = []
+        for m in merges if isinstance(merges, list) else [None]:
+            pair = m.split(" ") if isinstance(m, str) else m
+            if not (
+                isinstance(pair, list) and len(pair) == 2 and all(isinstance(x, str) for x in pair)
+            ):
+                raise ValueError(f"{where}: model.merges must be a list of symbol pairs")
+            pairs.append(tuple(pair))
+        try:
+            tok = cls(dict(vocab), pairs)  # type: ignore[arg-type]
         except ValueError as exc:
-            raise ValueError(f"{path}: {exc}") from None
+            raise ValueError(f"{where}: {exc}") from None
+        tok.json_text = text
+        return tok
 
     def _bpe(self, piece: str) -> list[int]:
         """One pre-token -> ids (cached: transcripts repeat words a lot)."""
@@ -175,64 +237,43 @@ class BpeTokenizer:
         return f"BpeTokenizer(vocab_size={self.vocab_size}, merges={len(self.ranks)})"
 
 
-def train_bpe(texts: list[str], vocab_size: int, path: str | Path | None = None) -> BpeTokenizer:
-    """Learn a byte-level BPE with ``vocab_size`` ids in all (PAD and MASK included).
-
-    Counts pairs over distinct pre-tokens weighted by frequency and merges the most
-    frequent pair (ties: the smallest pair) until the vocabulary is full or no pair
-    occurs twice. Writes an HF-layout ``tokenizer.json`` to ``path`` when given.
+def train_bpe(
+    texts: Iterable[str], vocab_size: int, path: str | Path | None = None
+) -> BpeTokenizer:
+    """Learn a byte-level BPE with at most ``vocab_size`` ids in all (reserved ids included)
+    with HF ``tokenizers``; merging stops early when no pair occurs twice. Writes the
+    ``tokenizer.json`` to ``path`` (atomically) when given.
     """
+    from tokenizers import Tokenizer as HFTokenizer
+    from tokenizers import models, pre_tokenizers, trainers
+
     n_merges = vocab_size - FIRST_ID - 256
     if n_merges < 0:
-        raise ValueError(f"vocab_size: {vocab_size} < {FIRST_ID + 256} (specials + bytes)")
-    counts = Counter(piece for text in texts for piece in pre_tokenize(text))
-    words = [_symbols(w) for w in counts]
-    freqs = list(counts.values())
-    pairs: Counter[tuple[str, str]] = Counter()
-    where: dict[tuple[str, str], set[int]] = {}
-    for wi, sym in enumerate(words):
-        for p in pairwise(sym):
-            pairs[p] += freqs[wi]
-            where.setdefault(p, set()).add(wi)
-    heap = [(-c, p) for p, c in pairs.items()]
-    heapq.heapify(heap)
-    vocab = {c: i for i, c in enumerate(sorted(byte_to_unicode().values()))}
-    merges: list[tuple[str, str]] = []
-    while len(merges) < n_merges and heap:
-        neg, best = heapq.heappop(heap)
-        if pairs.get(best, 0) != -neg:  # stale heap entry
-            continue
-        if -neg < 2:
-            break
-        merges.append(best)
-        vocab.setdefault(best[0] + best[1], len(vocab))
-        for wi in list(where.pop(best, ())):
-            _merge_word(words, freqs, wi, best, pairs, where, heap)
-        pairs.pop(best, None)
-    tok = BpeTokenizer(vocab, merges)
+        raise ValueError(f"vocab_size: {vocab_size} < {FIRST_ID + 256} (reserved ids + bytes)")
+    hf = HFTokenizer(models.BPE())
+    hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    trainer = trainers.BpeTrainer(
+        vocab_size=256 + n_merges,
+        min_frequency=2,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    hf.train_from_iterator((t.replace("\0", "") for t in texts), trainer=trainer)
+    learned = json.loads(hf.to_str())["model"]["merges"]
+    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in learned]
+    # Montage's id order: the 256 bytes in byte order, then each merge's token in merge order
+    vocab = {c: b for b, c in byte_to_unicode().items()}
+    for a, b in merges:
+        vocab.setdefault(a + b, len(vocab))
+    tok = BpeTokenizer(vocab, merges)  # type: ignore[arg-type]
+    tok.json_text = to_json(tok)
     if path is not None:
         save_bpe(tok, path)
     return tok
 
 
-def _merge_word(words, freqs, wi, pair, pairs, where, heap) -> None:
-    """Apply one merge to word ``wi`` and update the pair counts it touched."""
-    old = words[wi]
-    new = merge_pair(old, pair)
-    f = freqs[wi]
-    for p in pairwise(old):
-        pairs[p] -= f
-    for p in pairwise(new):
-        pairs[p] += f
-        where.setdefault(p, set()).add(wi)
-    for p in set(pairwise(new)) | set(pairwise(old)):
-        if p != pair and pairs[p] > 0:
-            heapq.heappush(heap, (-pairs[p], p))
-    words[wi] = new
-
-
-def save_bpe(tok: BpeTokenizer, path: str | Path) -> None:
-    """Write the HF ``tokenizers`` JSON layout (byte-level pre-tokenizer and decoder)."""
+def to_json(tok: BpeTokenizer) -> str:
+    """The HF ``tokenizers`` JSON layout (byte-level pre-tokenizer and decoder)."""
     merges = sorted(tok.ranks, key=tok.ranks.__getitem__)
     doc = {
         "version": "1.0",
@@ -263,16 +304,77 @@ def save_bpe(tok: BpeTokenizer, path: str | Path) -> None:
             "merges": [f"{a} {b}" for a, b in merges],
         },
     }
-    Path(path).write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
+    return json.dumps(doc, ensure_ascii=False)
+
+
+def save_bpe(tok: BpeTokenizer, path: str | Path) -> None:
+    """Write ``tok`` as a ``tokenizer.json`` at a local path or fsspec URL, whole or not at all."""
+    text = tok.json_text or to_json(tok)
+    write_atomically(str(path), lambda f: f.write(text.encode("utf-8")))
+    tok.json_text, tok.source = text, str(path)
+
+
+# ----------------------------------------------------------------------------- a run's record
+
+
+def tokenizer_state(tok: Tokenizer) -> dict[str, Any]:
+    """What a checkpoint records of the tokenizer a run used (plain values only)::
+
+    {"kind": "bytes" | "bpe", "json": tokenizer.json text or None, "sha256": of that text
+     or None, "source": where the file was, or None}
+    """
+    if isinstance(tok, ByteTokenizer):
+        return {"kind": "bytes", "json": None, "sha256": None, "source": None}
+    if isinstance(tok, BpeTokenizer):
+        text = tok.json_text or to_json(tok)
+        return {"kind": "bpe", "json": text, "sha256": sha256(text), "source": tok.source}
+    raise TypeError(f"no state for a {type(tok).__name__}")
+
+
+def from_state(state: dict[str, Any] | None) -> Tokenizer:
+    """The tokenizer :func:`tokenizer_state` recorded (None: bytes, what runs before the
+    record used). ValueError, one line, for a record that is not one."""
+    if state is None:
+        return ByteTokenizer()
+    kind = state.get("kind") if isinstance(state, dict) else None
+    if kind == "bytes":
+        return ByteTokenizer()
+    if kind != "bpe":
+        raise ValueError(f"checkpoint tokenizer: kind {kind!r}, expected 'bytes' or 'bpe'")
+    text = state.get("json")
+    if not isinstance(text, str):
+        raise ValueError("checkpoint tokenizer: kind 'bpe' without its tokenizer.json text")
+    if state.get("sha256") not in (None, sha256(text)):
+        raise ValueError("checkpoint tokenizer: its tokenizer.json does not match its sha256")
+    tok = BpeTokenizer.from_json(text, where="checkpoint tokenizer")
+    tok.source = state.get("source") if isinstance(state.get("source"), str) else None
+    return tok
+
+
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def build_tokenizer(spec: str = "bytes") -> Tokenizer:
-    """``"bytes"`` or a path to a byte-level BPE ``tokenizer.json``."""
+    """``"bytes"`` or the path (or fsspec URL) of a byte-level BPE ``tokenizer.json``."""
     if spec == "bytes":
         return ByteTokenizer()
-    path = Path(spec)
-    if not path.is_file():
-        raise ValueError(
-            f"tokenizer {spec!r}: not 'bytes' and no such file (hub names do not load offline)"
-        )
-    return BpeTokenizer.from_file(path)
+    try:
+        return BpeTokenizer.from_file(spec)
+    except ValueError as exc:
+        if "no such tokenizer file" in str(exc):
+            raise ValueError(
+                f"tokenizer {spec!r}: not 'bytes' and no such file (hub names do not load offline)"
+            ) from None
+        raise
+
+
+def find_beside(shard_urls: list[str]) -> Tokenizer:
+    """``auto``: the ``tokenizer.json`` in the folder of the first shard, else bytes."""
+    folder = shard_urls[0].rsplit("/", 1)[0] if "/" in shard_urls[0] else "."
+    try:
+        return BpeTokenizer.from_file(f"{folder}/{TOKENIZER_FILE}")
+    except ValueError as exc:
+        if "no such tokenizer file" in str(exc):
+            return ByteTokenizer()
+        raise

@@ -11,6 +11,12 @@ Configured through LightningCLI (train.py; `model:` in configs/*.yaml):
 `vocab_size` (the data module's tokenizer) and `max_steps` (the trainer's) are linked by
 the CLI. No hardware, no dataset.
 
+The tokenizer a run used travels with its checkpoints: at each save the data module's
+`tokenizer_state()` goes under `checkpoint["montage_tokenizer"]` (rebuilt by
+`model.data.tokenizer.from_state`), and it is logged as hyperparameters (`tokenizer/kind`,
+`tokenizer/sha256`, `tokenizer/source`) when fitting starts. Resuming with another
+tokenizer than the checkpoint's is refused (the embeddings would mean other tokens).
+
 Logged: `train/loss` and every term of `ReserveOutput.terms` (`train/span/frame`, ...),
 the contrastive scales `scale/<objective>/<term>` (exp of the clipped log-scale); in
 validation the same losses under `val/` (masks drawn from a fixed seed per batch, so
@@ -35,6 +41,7 @@ from torch import Tensor
 
 from model.config import ModelConfig, ObjectiveConfig
 from model.data.batch import Batch
+from model.data.tokenizer import CHECKPOINT_KEY
 from model.distributed import local_only
 from model.eval.evaluation import (
     Embeddings,
@@ -46,6 +53,7 @@ from model.eval.evaluation import (
 )
 from model.objectives.reserve import Reserve
 from model.seeding import derive_seed
+from model.train.checkpoint import CheckpointError
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +139,40 @@ class ReserveModule(L.LightningModule):
         windows = gather(local)
         self.log_dict(retrieval_metrics(retrieval_report(windows), prefix="val/"))
         self.log("val/n", float(windows.n))
+
+    # ------------------------------------------------------------------ the tokenizer
+
+    def _tokenizer_state(self) -> dict[str, Any] | None:
+        """The data module's tokenizer record, or None without one (plain dataloaders)."""
+        trainer = self._trainer
+        datamodule = getattr(trainer, "datamodule", None) if trainer is not None else None
+        state = getattr(datamodule, "tokenizer_state", None)
+        return state() if callable(state) else None
+
+    def on_fit_start(self) -> None:
+        state = self._tokenizer_state()
+        if state is None:
+            return
+        record = {f"tokenizer/{k}": state[k] or "" for k in ("kind", "sha256", "source")}
+        for logger in self.loggers:
+            logger.log_hyperparams(record)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = self._tokenizer_state()
+        if state is not None:
+            checkpoint[CHECKPOINT_KEY] = state
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        saved, now = checkpoint.get(CHECKPOINT_KEY), self._tokenizer_state()
+        if not isinstance(saved, dict) or now is None:
+            return
+        if (saved.get("kind"), saved.get("sha256")) != (now["kind"], now["sha256"]):
+            raise CheckpointError(
+                f"checkpoint trained with the {saved.get('kind')} tokenizer "
+                f"{saved.get('sha256') or ''} ({saved.get('source') or 'no file'}), but "
+                f"data.tokenizer gives the {now['kind']} tokenizer {now['sha256'] or ''} "
+                f"({now['source'] or 'no file'}); give data.tokenizer the checkpoint's"
+            )
 
     # ------------------------------------------------------------------ optimization
 
