@@ -90,3 +90,57 @@ def test_contrastive_scales_come_from_each_objectives_public_scales():
     module.model.objectives["span"] = Renamed()
     scales = contrastive_scales(module.model)
     assert list(scales) == ["scale/span/frame"] and float(scales["scale/span/frame"]) == 3.0
+
+
+def test_a_checkpoint_carries_the_tokenizer_and_resuming_with_another_is_refused(tmp_path):
+    """A real one-step fit on narrated shards with the BPE beside them (data.tokenizer auto):
+    the checkpoint holds the tokenizer.json text, from_state rebuilds identical encodings,
+    the loggers record the choice, and fitting on from it with bytes stops in one line."""
+    from lightning.pytorch.loggers import CSVLogger
+
+    from model.data.datamodule import ShardDataModule
+    from model.data.tokenizer import CHECKPOINT_KEY, BpeTokenizer, from_state, train_bpe
+    from model.train.checkpoint import CheckpointError, SafeCheckpointIO, load
+    from tests.helpers import write_narrated_shards
+
+    shards = tmp_path / "train"
+    write_narrated_shards(shards, 2)
+    texts = ["now a red circle appears", "next comes a blue square"] * 20
+    bpe = train_bpe(texts, vocab_size=400, path=shards / "tokenizer.json")
+
+    cfg = ModelConfig.from_name("tiny", max_segments=4)
+
+    def fit(tokenizer: str, ckpt_path=None) -> L.Trainer:
+        data = ShardDataModule(
+            train_shards=str(shards), batch_size=2, steps_per_epoch=1, num_workers=0,
+            tokenizer=tokenizer, shuffle_buffer=0,
+            **{k: getattr(cfg, k) for k in ("frame_size", "max_segments", "max_text_len",
+                                            "audio_frames", "n_mels")},
+        )  # fmt: skip
+        module = ReserveModule(
+            size="tiny", config={"max_segments": 4}, vocab_size=data.vocab_size, warmup_steps=1
+        )
+        trainer = L.Trainer(
+            accelerator="cpu", devices=1, max_steps=1 if ckpt_path is None else 2,
+            logger=CSVLogger(tmp_path, name="csv"), enable_progress_bar=False,
+            enable_model_summary=False, enable_checkpointing=False,
+            plugins=[SafeCheckpointIO()], default_root_dir=tmp_path,
+        )  # fmt: skip
+        trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
+        return trainer
+
+    trainer = fit("auto")
+    ckpt = tmp_path / "one.ckpt"
+    trainer.save_checkpoint(ckpt)
+    state = load(str(ckpt))[CHECKPOINT_KEY]
+    assert state["kind"] == "bpe" and state["source"] == str(shards / "tokenizer.json")
+    assert state["json"] == (shards / "tokenizer.json").read_text(encoding="utf-8")
+    rebuilt = from_state(state)
+    assert isinstance(rebuilt, BpeTokenizer) and rebuilt.vocab_size == bpe.vocab_size
+    assert [rebuilt.encode(t) for t in texts[:2]] == [bpe.encode(t) for t in texts[:2]]
+    hparams = (tmp_path / "csv" / "version_0" / "hparams.yaml").read_text()
+    assert "tokenizer/kind: bpe" in hparams and state["sha256"] in hparams
+
+    with pytest.raises(CheckpointError, match=r"bpe tokenizer.*bytes tokenizer") as info:
+        fit("bytes", ckpt_path=str(ckpt))
+    assert "\n" not in str(info.value)
