@@ -1,4 +1,4 @@
-"""Caption files (WebVTT, SRT) to timed words.
+"""Caption files (WebVTT, SRT, YouTube json3) to timed words.
 
 YouTube ASR captions ("auto") carry one time tag per word,
 ``so<00:00:01.920><c> today</c><00:00:02.240><c> we</c>``, in a rolling layout:
@@ -7,7 +7,11 @@ text. A word starts at its tag (the first word of a line at the cue start) and
 ends where the next word of its cue starts, or at the cue end; a tag outside its
 cue, going back in time or never closed is an error. Manual captions
 have cue times only; a cue's words are spread over the cue in proportion to
-their length. Bracketed tags (``[Music]``, ``[Applause]``, ``[ __ ]``) are kept
+their length. Rolling captions without word tags (YouTube ASR as SRT, or as VTT
+after a conversion: most cues begin with the last line of the cue before) are
+taken once per word too: a cue's repeated leading lines are dropped and only its
+new part is spread over the cue. YouTube's json3 is parsed by
+``ingest.caption_forms``. Bracketed tags (``[Music]``, ``[Applause]``, ``[ __ ]``) are kept
 apart as non-speech. '<' and '>' left in the text (escaped, or stray) only separate
 words. All times are integer milliseconds. Parsing takes time linear in the file.
 
@@ -27,6 +31,7 @@ import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 from typing import Literal
 
@@ -199,7 +204,7 @@ def _decode(data: bytes, name: str) -> str:
 
 
 def parse_captions(path: str | os.PathLike[str]) -> Captions:
-    """Read a caption file; VTT or SRT is told by content, then by extension.
+    """Read a caption file; VTT, json3 or SRT is told by content, then by extension.
 
     Raises CaptionError for malformed content and OSError if the file cannot be read.
     """
@@ -208,6 +213,10 @@ def parse_captions(path: str | os.PathLike[str]) -> Captions:
     lines = _check_text(text, name)
     if lines[0].startswith("WEBVTT"):
         return parse_vtt(text, name)
+    if lines[0].lstrip().startswith("{") or Path(path).suffix.lower() == ".json3":
+        from ingest.caption_forms import parse_json3  # it imports this module
+
+        return parse_json3(text, name)
     if _looks_like_srt(lines) or Path(path).suffix.lower() == ".srt":
         return parse_srt(text, name)
     return parse_vtt(text, name)  # fails, naming the missing header
@@ -277,7 +286,7 @@ def _chunks(text: str, cue: _Cue, name: str) -> list[tuple[int, int, str]]:
     return list(zip(starts, ends, texts, strict=True))
 
 
-def _tokens(text: str) -> list[str]:
+def tokens_of(text: str) -> list[str]:
     """Words and bracketed tags of tag-free text; markup, entities, '<' and '>' removed."""
     text = html.unescape(_ASS_TAG.sub(" ", text)).translate(_ANGLES)  # '>>': speaker change
     tokens = []
@@ -305,20 +314,29 @@ def spread(tokens: Sequence[str], start_ms: int, end_ms: int) -> list[Word]:
     return words
 
 
+def _rolls(cues: Sequence[_Cue]) -> bool:
+    """Whether cues roll: most begin with the last line of the cue before (at least two)."""
+    shown = [[_plain(x) for x in c.lines if x.strip()] for c in cues]
+    shown = [lines for lines in shown if lines]
+    repeats = sum(now[0] == before[-1] for before, now in pairwise(shown))
+    return repeats >= 2 and 2 * repeats >= len(shown) - 1
+
+
 def _words_from_cues(cues: Sequence[_Cue], name: str) -> Captions:
     auto = any(_TIME_TAG.search(line) for cue in cues for line in cue.lines)
+    rolling = auto or _rolls(cues)
     timed: list[Word] = []
     previous: list[str] = []
     for cue in cues:
         lines = [line for line in cue.lines if line.strip()]
-        if auto:
+        if rolling:
             plains = [_plain(line) for line in lines]
             new = lines[_repeated(lines, plains, previous) :]
             previous = plains
         else:
             new = lines
         for start, end, text in _chunks(" ".join(new), cue, name):
-            tokens = _tokens(text)
+            tokens = tokens_of(text)
             if tokens:
                 timed.extend(spread(tokens, start, end))
     timed.sort(key=lambda w: w.start_ms)  # stable: cue order kept for equal starts
@@ -332,7 +350,7 @@ def _words_from_cues(cues: Sequence[_Cue], name: str) -> Captions:
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI: print the words of a caption file as JSON lines; exit 2 on bad input."""
     parser = argparse.ArgumentParser(prog="python -m ingest.captions", description=__doc__)
-    parser.add_argument("file", help="a .vtt or .srt caption file")
+    parser.add_argument("file", help="a .vtt, .srt or .json3 caption file")
     args = parser.parse_args(argv)
     try:
         captions = parse_captions(args.file)

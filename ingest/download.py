@@ -161,27 +161,32 @@ def _lang_rank(key: str, langs: tuple[str, ...]) -> int | None:
     return None
 
 
-def _vtt_format(formats: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The VTT entry of a caption track, unless it is a machine translation (tlang=)."""
-    for f in reversed(formats or []):
-        url = f.get("url")
-        if not url or (f.get("ext") or determine_ext(url)) != "vtt":
-            continue
-        if "tlang" not in parse_qs(urlsplit(url).query):
-            return f
+CAPTION_EXTS = ("vtt", "json3")  # a track's formats, preferred first (json3: word offsets)
+
+
+def _caption_format(formats: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The VTT entry of a caption track, else its json3 one; never a machine translation
+    (tlang=)."""
+    for ext in CAPTION_EXTS:
+        for f in reversed(formats or []):
+            url = f.get("url")
+            if not url or (f.get("ext") or determine_ext(url)) != ext:
+                continue
+            if "tlang" not in parse_qs(urlsplit(url).query):
+                return f
     return None
 
 
 def choose_captions(
     info: dict[str, Any], langs: tuple[str, ...], prefer_manual: bool
 ) -> tuple[str, str, dict[str, Any]] | None:
-    """(kind, language key, vtt format) of the best track, the preferred kind first."""
+    """(kind, language key, format) of the best track, the preferred kind first."""
     best = None
     for kind, field in (("manual", "subtitles"), ("auto", "automatic_captions")):
         kind_rank = 0 if (kind == "manual") == prefer_manual else 1
         for key, formats in (info.get(field) or {}).items():
             rank = _lang_rank(key, langs)
-            fmt = _vtt_format(formats) if rank is not None else None
+            fmt = _caption_format(formats) if rank is not None else None
             if fmt is not None and (best is None or (kind_rank, rank) < best[0]):
                 best = ((kind_rank, rank), kind, key, fmt)
     return None if best is None else best[1:]
@@ -229,7 +234,7 @@ def ytdlp_params(cfg: DownloadConfig) -> dict[str, Any]:
         "writesubtitles": True,
         "writeautomaticsub": True,
         "subtitleslangs": ["all"],  # the info dict handed over holds only the chosen track
-        "subtitlesformat": "vtt",
+        "subtitlesformat": "/".join(CAPTION_EXTS),
         "outtmpl": {"default": "media.%(ext)s"},
         "restrictfilenames": True,
         "noplaylist": True,
@@ -356,7 +361,7 @@ class Downloader:
             choice = choose_captions(info, self.cfg.caption_langs, self.cfg.prefer_manual_captions)
             if choice is None:
                 raise DownloadError(
-                    "no_captions", f"no {'/'.join(self.cfg.caption_langs)} VTT captions"
+                    "no_captions", f"no {'/'.join(self.cfg.caption_langs)} VTT or json3 captions"
                 )
             cap_path = None
         # Hand yt-dlp only the chosen track, so its own selection cannot pick another.

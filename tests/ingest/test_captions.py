@@ -405,3 +405,45 @@ def test_main_returns_2_for_a_missing_file(
 ) -> None:
     assert main([str(tmp_path / "nope.vtt")]) == 2
     assert "nope.vtt" in capsys.readouterr().err
+
+
+# --- rolling captions without word tags (ASR converted to SRT or plain VTT) ----------
+
+
+@pytest.mark.parametrize("suffix", [".srt", ".vtt"])
+def test_rolling_asr_converted_by_ffmpeg_gives_each_word_once_inside_its_new_cue(
+    tmp_path, suffix
+) -> None:
+    """yt-dlp's --convert-subs runs ffmpeg: the word tags go, the rolling repeats stay."""
+    tagged = parse_captions(FIXTURES / "youtube_auto.en.vtt")
+    converted = tmp_path / f"converted.en{suffix}"
+    subprocess.run(
+        ["ffmpeg", "-loglevel", "error", "-y", "-i", str(FIXTURES / "youtube_auto.en.vtt"),
+         str(converted)],
+        check=True,
+    )  # fmt: skip
+    text = converted.read_text()
+    assert "<c>" not in text and text.count("so today we're going to make") == 3, "rolls"
+    caps = parse_captions(converted)
+    assert [w.text for w in caps.words] == [w.text for w in tagged.words], "once per word"
+    assert [w.text for w in caps.non_speech] == ["[Music]", "[Applause]"]
+    assert caps.kind == "manual"  # times spread over cues, not tagged
+    assert all(a.end_ms <= b.start_ms for a, b in pairwise(caps.words))
+    # each word lies inside the cue where it first appears (the new part of that cue)
+    new_part = {"so": (1510, 4320), "make": (1510, 4320), "bread": (4330, 6950),
+                "easy": (4330, 6950), "okay": (6960, 8000), "flour": (10510, 12000)}  # fmt: skip
+    for w in caps.words:
+        if w.text in new_part:
+            lo, hi = new_part[w.text]
+            assert lo <= w.start_ms <= w.end_ms <= hi, w
+
+
+def test_manual_srt_whose_lines_repeat_once_is_not_taken_for_rolling() -> None:
+    srt = (
+        "1\n00:00:01,000 --> 00:00:02,000\nla la\n\n"
+        "2\n00:00:02,000 --> 00:00:03,000\nla la\nand again\n\n"
+        "3\n00:00:03,000 --> 00:00:04,000\nsomething else\n\n"
+        "4\n00:00:04,000 --> 00:00:05,000\nthe end\n"
+    )
+    words = [w.text for w in parse_srt(srt).words]
+    assert words == ["la", "la", "la", "la", "and", "again", "something", "else", "the", "end"]

@@ -23,6 +23,7 @@ from yt_dlp.utils import ExtractorError, GeoRestrictedError
 
 from devtools.localserve import LocalServer
 from devtools.mediagen import make_video, make_words, write_auto_vtt, write_manual_vtt
+from ingest.captions import parse_captions
 from ingest.config import ConfigError, DownloadConfig
 from ingest.download import (
     Downloader,
@@ -195,6 +196,19 @@ def test_youtube_info_uses_manual_captions_when_preferred(server, site, workdir)
     assert got.caption_kind == "manual"
     assert got.captions_path.read_bytes() == (site / "manual.en.vtt").read_bytes()
     assert server.requests("auto.en.vtt") == 0
+
+
+def test_a_track_without_vtt_is_taken_as_json3_and_parses(server, site, workdir):
+    fixture = Path(__file__).resolve().parents[1] / "fixtures" / "captions"
+    shutil.copy(fixture / "youtube_auto.en.json3", site / "auto.json3")
+    auto = {"en-orig": [{"ext": "srv3", "url": server.url("auto.srv3")},
+                        {"ext": "json3", "url": server.url("auto.json3")}]}  # fmt: skip
+    info = youtube_info(server, automatic_captions=auto, subtitles={})
+    got = downloader(workdir, info).download(make_ref(YT_ID))
+    assert got.captions_path.suffix == ".json3" and got.caption_kind == "auto"
+    assert got.captions_path.read_bytes() == (site / "auto.json3").read_bytes()
+    assert server.requests("auto.json3") == 1 and server.requests("auto.srv3") == 0
+    assert [w.text for w in parse_captions(got.captions_path).words][:2] == ["so", "today"]
 
 
 def test_youtube_info_falls_back_to_the_other_kind(server, workdir):
