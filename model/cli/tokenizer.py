@@ -10,11 +10,12 @@ with bytes, and the lengths that keep 95% and 99% of them whole.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 
 from tqdm import tqdm
 
-from model.cli.main import CommandError
+from model.cli.main import CommandError, MissingExtra
 from model.config import ModelConfig
 from model.data.tokenizer import TOKENIZER_FILE, ByteTokenizer, Tokenizer, train_bpe
 from model.data.vocab import (
@@ -54,6 +55,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if importlib.util.find_spec("tokenizers") is None:
+        raise MissingExtra("learning a tokenizer needs HF tokenizers: install the 'train' extra")
     if args.max_text_len < 1:
         raise CommandError(f"--max-text-len: must be >= 1, got {args.max_text_len}")
     urls = find_shards(args.shards, "SHARDS")

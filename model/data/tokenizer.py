@@ -49,6 +49,10 @@ _SPLIT_RE = re.compile(
 )
 
 
+class NoTokenizerFile(ValueError):
+    """No ``tokenizer.json`` where one was looked for."""
+
+
 class Tokenizer(Protocol):
     """What the loader needs from a tokenizer."""
 
@@ -165,7 +169,7 @@ class BpeTokenizer:
             with read_whole(str(path)) as f:
                 data = f.read()
         except FileNotFoundError:
-            raise ValueError(f"{path}: no such tokenizer file") from None
+            raise NoTokenizerFile(f"{path}: no such tokenizer file") from None
         tok = cls.from_json(data, where=str(path))
         tok.source = str(path)
         return tok
@@ -361,12 +365,10 @@ def build_tokenizer(spec: str = "bytes") -> Tokenizer:
         return ByteTokenizer()
     try:
         return BpeTokenizer.from_file(spec)
-    except ValueError as exc:
-        if "no such tokenizer file" in str(exc):
-            raise ValueError(
-                f"tokenizer {spec!r}: not 'bytes' and no such file (hub names do not load offline)"
-            ) from None
-        raise
+    except NoTokenizerFile:
+        raise ValueError(
+            f"tokenizer {spec!r}: not 'bytes' and no such file (hub names do not load offline)"
+        ) from None
 
 
 def find_beside(shard_urls: list[str]) -> Tokenizer:
@@ -374,7 +376,5 @@ def find_beside(shard_urls: list[str]) -> Tokenizer:
     folder = shard_urls[0].rsplit("/", 1)[0] if "/" in shard_urls[0] else "."
     try:
         return BpeTokenizer.from_file(f"{folder}/{TOKENIZER_FILE}")
-    except ValueError as exc:
-        if "no such tokenizer file" in str(exc):
-            return ByteTokenizer()
-        raise
+    except NoTokenizerFile:
+        return ByteTokenizer()
