@@ -8,6 +8,8 @@ from itertools import pairwise
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ingest.caption_forms import parse_json3
 from ingest.captions import CaptionError, parse_captions
@@ -86,3 +88,33 @@ def test_a_json3_file_is_told_by_content_whatever_its_name(tmp_path) -> None:
     path = tmp_path / "captions.txt"
     path.write_bytes((FIXTURES / "youtube_auto.en.json3").read_bytes())
     assert [w.text for w in parse_captions(path).words][:3] == ["so", "today", "we're"]
+
+
+_SCALAR = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-5, 10**20),
+    st.floats(allow_nan=True),
+    st.text(max_size=8),
+)
+_SEG = st.dictionaries(st.sampled_from(["utf8", "tOffsetMs", "acAsrConf"]), _SCALAR, max_size=3)
+_EVENT = st.one_of(
+    _SCALAR,
+    st.dictionaries(
+        st.sampled_from(["tStartMs", "dDurationMs", "aAppend", "segs"]),
+        st.one_of(_SCALAR, st.lists(st.one_of(_SEG, _SCALAR), max_size=4)),
+        max_size=4,
+    ),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(_SCALAR, st.dictionaries(st.just("events"), st.lists(_EVENT, max_size=6))))
+def test_any_json_gives_ordered_words_or_a_caption_error_never_a_crash(doc) -> None:
+    try:
+        caps = parse_json3(json.dumps(doc), "fuzz.json3")
+    except CaptionError as exc:
+        assert str(exc).startswith("fuzz.json3: ") and "\n" not in str(exc)
+        return
+    assert all(w.start_ms <= w.end_ms for w in caps.words + caps.non_speech)
+    assert all(a.start_ms <= b.start_ms for a, b in pairwise(caps.words))
