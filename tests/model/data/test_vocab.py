@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from model.config import ModelConfig
+from model.data.collate import tokenize_words
 from model.data.tokenizer import ByteTokenizer, train_bpe
 from model.data.vocab import (
     ReadCount,
@@ -15,6 +16,7 @@ from model.data.vocab import (
     window_cells,
 )
 from shards.layout import find_shards
+from shards.reader import iter_samples
 from tests.helpers import write_narrated_shards
 
 TINY_LEN = ModelConfig.from_name("tiny").max_text_len
@@ -58,3 +60,20 @@ def test_an_unreadable_shard_is_counted_and_the_others_still_read(narrated, tmp_
     read = list(window_cells([str(bad), *find_shards(str(out))], count))
     assert len(read) == count.windows == windows
     assert count.bad >= 1 and count.last_error
+
+
+def test_the_lengths_measured_are_what_the_loader_keeps(narrated):
+    """A cell's measured need, cut at max_text_len, is the number of tokens the loader places."""
+    out, _ = narrated
+    bpe = train_bpe(["now a red circle appears next comes a blue square"] * 5, vocab_size=300)
+    for tok in (ByteTokenizer(), bpe):
+        for sample in iter_samples(find_shards(str(out))[0]):
+            meta = sample.meta
+            cells = {}
+            for w in meta.words:
+                cells.setdefault((w.segment, w.subsegment), []).append(w.text)
+            _, mask = tokenize_words(meta.words, tok, meta.n_segments, TINY_LEN)
+            for (seg, sub), words in cells.items():
+                (need,) = cell_lengths([words], tok)
+                assert mask[seg, sub].sum() == min(need, TINY_LEN)
+            assert mask.sum() == sum(min(n, TINY_LEN) for n in cell_lengths(cells.values(), tok))
