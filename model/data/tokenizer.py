@@ -131,7 +131,8 @@ def merge_pair(parts: list[str], pair: tuple[str, str]) -> list[str]:
 
 
 class BpeTokenizer:
-    """Byte-level BPE: merges applied by rank, ids shifted by two (PAD and MASK reserved)."""
+    """Byte-level BPE: merges applied by rank, ids shifted by two (0, 1, 2 reserved; see the
+    module docstring)."""
 
     pad_id = PAD_ID
     mask_id = MASK_ID
@@ -146,8 +147,8 @@ class BpeTokenizer:
                 "model.vocab: ids 0..255 must be the 256 bytes in byte order "
                 "(retrain it with `python -m model tokenizer`)"
             )
-        if len(set(vocab.values())) != len(vocab) or min(vocab.values()) < 0:
-            raise ValueError("model.vocab: ids must be distinct and >= 0")
+        if set(vocab.values()) != set(range(len(vocab))):  # no declared size past the file's
+            raise ValueError(f"model.vocab: ids must be 0 .. {len(vocab) - 1}, each once")
         unknown = [m for m in merges if m[0] + m[1] not in vocab]
         if unknown:
             raise ValueError(
@@ -190,7 +191,8 @@ class BpeTokenizer:
         if not isinstance(model, dict):
             raise ValueError(f"{where}: not a tokenizer.json (no 'model' object)")
         if model.get("type") != "BPE":
-            raise ValueError(f"{where}: model.type is {model.get('type')!r}, only 'BPE' loads")
+            kind = repr(model.get("type"))[:40]
+            raise ValueError(f"{where}: model.type is {kind}, only 'BPE' loads")
         vocab, merges = model.get("vocab"), model.get("merges")
         if not isinstance(vocab, dict) or not all(
             isinstance(k, str) and type(v) is int for k, v in vocab.items()

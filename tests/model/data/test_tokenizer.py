@@ -171,6 +171,11 @@ def _sorted_base(doc: dict) -> dict:
     return doc
 
 
+def _gap(doc: dict) -> dict:
+    doc["model"]["vocab"]["far"] = 10**12  # a file may not declare a vocabulary this large
+    return doc
+
+
 @pytest.mark.parametrize(
     ("content", "says"),
     [
@@ -188,6 +193,7 @@ def _sorted_base(doc: dict) -> dict:
             "model.merges must be",
         ),
         (lambda: json.dumps(_sorted_base(_valid_doc())), "bytes in byte order"),
+        (lambda: json.dumps(_gap(_valid_doc())), "ids must be 0 .. "),
     ],
 )
 def test_a_malformed_tokenizer_json_is_a_one_line_error_naming_the_file(tmp_path, content, says):
