@@ -20,6 +20,7 @@ import datetime
 import http.cookiejar
 import importlib
 import io
+import os
 import shutil
 import socket
 import subprocess
@@ -278,6 +279,15 @@ def check_proxy(url: str, timeout_s: float = PROXY_TIMEOUT_S) -> Check:
     return Check("proxy", "ok", f"{shown} accepts connections")
 
 
+def check_plugin_dirs(dirs: Iterable[str]) -> Check:
+    """The folders of ``ytdlp.plugin_dirs`` (yt-dlp stops at one that is not a folder)."""
+    dirs = list(dirs)
+    fix = "create the folder, or correct ingest.download.ytdlp.plugin_dirs"
+    if absent := [d for d in dirs if not os.path.isdir(d)]:
+        return Check("plugin dirs", "missing", f"not folders: {', '.join(absent)}", fix)
+    return Check("plugin dirs", "ok", ", ".join(dirs))
+
+
 def scheme_of(url: str) -> str:
     return urlsplit(url).scheme.lower() if "://" in url else "file"
 
@@ -338,7 +348,10 @@ def download_checks(cfg: DownloadConfig, youtube: bool) -> list[Check]:
         checks.append(check_cookies(cfg.cookies_file))
     if cfg.proxy:
         checks.append(check_proxy(cfg.proxy))
-    if youtube:
+    plugins = check_plugin_dirs(cfg.ytdlp.get("plugin_dirs", ()))
+    if "plugin_dirs" in cfg.ytdlp:
+        checks.append(plugins)
+    if youtube and not plugins.failed:  # yt-dlp cannot start with a plugin folder missing
         checks += check_ytdlp(cfg)
     return checks
 
@@ -347,7 +360,11 @@ def doctor_checks(cfg: DownloadConfig, runner: str | None, urls: Iterable[str] =
     """Everything, for a YouTube run of this profile: each optional filesystem too."""
     used = dict.fromkeys(scheme_of(u) for u in urls)
     checks = [check_tool("ffmpeg"), check_tool("ffprobe"), check_ytdlp_version()]
-    checks += check_ytdlp(cfg)
+    plugins = check_plugin_dirs(cfg.ytdlp.get("plugin_dirs", ()))
+    if "plugin_dirs" in cfg.ytdlp:
+        checks.append(plugins)
+    if not plugins.failed:  # yt-dlp cannot start with a plugin folder that is not there
+        checks += check_ytdlp(cfg)
     checks.append(check_cookies(cfg.cookies_file))
     if cfg.proxy:
         checks.append(check_proxy(cfg.proxy))
