@@ -1,0 +1,181 @@
+"""`python -m ingest doctor` in the full environment (exit 0) and in environments that
+each miss one piece: a PATH without ffmpeg, a JavaScript runtime that is absent or too
+old for yt-dlp, a Python that cannot import curl_cffi, yt-dlp-ejs, gcsfs, s3fs or
+Beam's Google Cloud clients (a sitecustomize that blocks the import). Each time the
+table names the piece with its fix and the exit status is 1."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+# Loaded at interpreter start-up (PYTHONPATH): imports of the named modules fail as if
+# they were not installed.
+BLOCKER = """
+import os, sys
+
+_BLOCKED = [b for b in os.environ.get("MONTAGE_TEST_BLOCK", "").split(",") if b]
+
+
+class _Blocked:
+    def find_spec(self, name, path=None, target=None):
+        if any(name == b or name.startswith(b + ".") for b in _BLOCKED):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+
+sys.meta_path.insert(0, _Blocked())
+"""
+
+
+def doctor(
+    tmp_path: Path, *args: str, block: tuple[str, ...] = (), path: str | None = None
+) -> tuple[int, dict[str, str], str]:
+    """Exit status, {check name: its line and fix}, and the whole output."""
+    site = tmp_path / "site"
+    site.mkdir(exist_ok=True)
+    (site / "sitecustomize.py").write_text(BLOCKER)
+    env = dict(
+        os.environ,
+        PYTHONPATH=f"{site}{os.pathsep}{REPO}",
+        MONTAGE_TEST_BLOCK=",".join(block),
+        XDG_CACHE_HOME=str(tmp_path / "cache"),  # no solver scripts cached by an earlier run
+    )
+    if path is not None:
+        env["PATH"] = path
+    done = subprocess.run(
+        [sys.executable, "-m", "ingest", "doctor", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    rows: dict[str, str] = {}
+    last = None
+    for line in done.stdout.splitlines():
+        parts = line.split()
+        if line.startswith("  ") and parts[0] in ("ok", "warn", "missing", "optional"):
+            name = next(n for n in KNOWN if line[11:].startswith(n))
+            rows[name], last = line, name
+        elif line.startswith("   ") and last:
+            rows[last] += " " + line.strip()
+    return done.returncode, rows, done.stdout + done.stderr
+
+
+KNOWN = (
+    "ffmpeg",
+    "ffprobe",
+    "yt-dlp",
+    "js runtime",
+    "challenge solver",
+    "impersonation",
+    "cookies",
+    "proxy",
+    "plugin dirs",
+    "file://",
+    "gs://",
+    "s3://",
+    "runner",
+)
+
+
+def status(rows: dict[str, str], name: str) -> str:
+    return rows[name].split()[0]
+
+
+def test_the_full_environment_is_ready(tmp_path):
+    code, rows, out = doctor(tmp_path)
+    assert code == 0, out
+    assert out.splitlines()[-1] == "ready: a YouTube run can work"
+    for name in ("ffmpeg", "ffprobe", "js runtime", "challenge solver", "impersonation"):
+        assert status(rows, name) == "ok", rows[name]
+    assert "deno" in rows["js runtime"] and "curl_cffi" in rows["impersonation"]
+    assert all(status(rows, n) in ("ok", "warn") for n in rows), out
+
+
+def test_a_path_without_ffmpeg_names_ffmpeg_and_ffprobe(tmp_path):
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    code, rows, out = doctor(tmp_path, path=str(empty))
+    assert code == 1, out
+    for tool in ("ffmpeg", "ffprobe"):
+        assert status(rows, tool) == "missing" and "apt-get install ffmpeg" in rows[tool]
+    assert status(rows, "js runtime") == "ok", "yt-dlp finds the environment's own deno"
+    assert "not ready: 2 missing (ffmpeg, ffprobe)" in out
+
+
+def test_a_js_runtime_that_is_not_there_is_named(tmp_path):
+    absent = tmp_path / "nowhere" / "deno"
+    code, rows, out = doctor(
+        tmp_path, "--set", f"ingest.download.ytdlp.js_runtimes={{deno: {{path: {absent}}}}}"
+    )
+    assert code == 1, out
+    assert status(rows, "js runtime") == "missing" and str(absent) in rows["js runtime"]
+    assert "fix:" in rows["js runtime"] and status(rows, "challenge solver") == "missing"
+
+
+def test_a_node_older_than_yt_dlp_accepts_is_refused_with_the_version_it_needs(tmp_path):
+    """A stand-in `node` that reports an old version; yt-dlp's own check refuses it."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    node = bin_dir / "node"
+    node.write_text("#!/bin/sh\necho v18.19.1\n")
+    node.chmod(node.stat().st_mode | stat.S_IEXEC)
+    path = f"{bin_dir}{os.pathsep}{os.environ['PATH']}"
+    code, rows, out = doctor(
+        tmp_path, "--set", "ingest.download.ytdlp.js_runtimes={node: {}}", path=path
+    )
+    assert code == 1, out
+    assert "node 18.19.1: yt-dlp needs 22.0.0 or newer" in rows["js runtime"], out
+
+
+@pytest.mark.parametrize(
+    ("module", "check", "named"),
+    [
+        ("curl_cffi", "impersonation", "curl_cffi"),
+        ("yt_dlp_ejs", "challenge solver", "yt-dlp-ejs"),
+    ],
+)
+def test_a_python_without_a_yt_dlp_dependency_names_it(tmp_path, module, check, named):
+    code, rows, out = doctor(tmp_path, block=(module,))
+    assert code == 1, out
+    assert status(rows, check) == "missing" and named in rows[check], out
+    others = [n for n in rows if n != check and status(rows, n) == "missing"]
+    assert not others, out
+
+
+def test_missing_cloud_extras_are_named_for_the_profile_and_output_that_use_them(tmp_path):
+    block = ("gcsfs", "google.cloud.dataflow", "s3fs")
+    code, rows, out = doctor(tmp_path, block=block)
+    assert code == 0, "a local run to a local folder needs neither extra: " + out
+    assert status(rows, "gs://") == "optional" and status(rows, "s3://") == "optional"
+    code, rows, out = doctor(
+        tmp_path, "--profile", "dataflow", "--output", "gs://bucket/shards", block=block
+    )
+    assert code == 1, out
+    assert status(rows, "gs://") == "missing" and "montage[gcp]" in rows["gs://"]
+    assert status(rows, "runner") == "missing" and "montage[gcp]" in rows["runner"]
+    code, rows, out = doctor(tmp_path, "--output", "s3://bucket/shards", block=block)
+    assert code == 1 and status(rows, "s3://") == "missing" and "montage[aws]" in rows["s3://"]
+
+
+def test_a_cookies_file_that_cannot_be_read_is_named(tmp_path):
+    absent = tmp_path / "cookies.txt"
+    code, rows, out = doctor(tmp_path, "--set", f"ingest.download.cookies_file={absent}")
+    assert code == 1, out
+    assert status(rows, "cookies") == "missing" and str(absent) in rows["cookies"]
+
+
+def test_flags_doctor_does_not_know_are_a_usage_error(tmp_path):
+    code, _, out = doctor(tmp_path, "--runner=DataflowRunner")
+    assert code == 2 and "unrecognized arguments" in out
+    code, _, out = doctor(tmp_path, "--set", "ingest.download.ytdlp.outtmpl=x")
+    assert code == 2 and "ytdlp.outtmpl: refused" in out
