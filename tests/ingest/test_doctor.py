@@ -14,40 +14,17 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import without_modules
+
 REPO = Path(__file__).resolve().parents[2]
-
-# Loaded at interpreter start-up (PYTHONPATH): imports of the named modules fail as if
-# they were not installed.
-BLOCKER = """
-import os, sys
-
-_BLOCKED = [b for b in os.environ.get("MONTAGE_TEST_BLOCK", "").split(",") if b]
-
-
-class _Blocked:
-    def find_spec(self, name, path=None, target=None):
-        if any(name == b or name.startswith(b + ".") for b in _BLOCKED):
-            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-        return None
-
-
-sys.meta_path.insert(0, _Blocked())
-"""
 
 
 def doctor(
     tmp_path: Path, *args: str, block: tuple[str, ...] = (), path: str | None = None
 ) -> tuple[int, dict[str, str], str]:
     """Exit status, {check name: its line and fix}, and the whole output."""
-    site = tmp_path / "site"
-    site.mkdir(exist_ok=True)
-    (site / "sitecustomize.py").write_text(BLOCKER)
-    env = dict(
-        os.environ,
-        PYTHONPATH=f"{site}{os.pathsep}{REPO}",
-        MONTAGE_TEST_BLOCK=",".join(block),
-        XDG_CACHE_HOME=str(tmp_path / "cache"),  # no solver scripts cached by an earlier run
-    )
+    env = without_modules(tmp_path, *block)
+    env["XDG_CACHE_HOME"] = str(tmp_path / "cache")  # no solver scripts cached by earlier runs
     if path is not None:
         env["PATH"] = path
     done = subprocess.run(
