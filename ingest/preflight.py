@@ -155,7 +155,7 @@ def check_ytdlp(cfg: DownloadConfig) -> list[Check]:
     try:
         runtimes = _check_runtimes(ydl)
         solver = _check_solver(ydl, runtimes, "ejs:github" in remote, log)
-        return [runtimes, solver, refused or _check_impersonation(ydl)]
+        return [runtimes, solver, refused or _check_impersonation(ydl), _check_po_token(ydl)]
     finally:
         ydl.close()
 
@@ -238,6 +238,20 @@ def _check_impersonation(ydl: Any) -> Check:
         "ok",
         f"{len(targets)} targets ({', '.join(clients)}) by {', '.join(handlers)}",
     )
+
+
+def _check_po_token(ydl: Any) -> Check:
+    """PO-token provider plugins yt-dlp loaded, and tokens given outright (optional both)."""
+    from yt_dlp.extractor.youtube.pot._registry import _pot_providers
+
+    providers = sorted(p.PROVIDER_NAME for p in _pot_providers.value.values())
+    given = (ydl.params.get("extractor_args") or {}).get("youtube", {}).get("po_token")
+    found = [f"provider {', '.join(providers)}"] if providers else []
+    found += [f"{len(given)} given in extractor_args.youtube.po_token"] if given else []
+    if found:
+        return Check("po token", "ok", "; ".join(found))
+    fix = "only when YouTube asks for one: README, A PO-token provider"
+    return Check("po token", "optional", "no provider plugin, no token given", fix)
 
 
 # --- cookies, proxies, filesystems, runners ---------------------------------------------

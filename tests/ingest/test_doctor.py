@@ -54,6 +54,7 @@ KNOWN = (
     "js runtime",
     "challenge solver",
     "impersonation",
+    "po token",
     "cookies",
     "proxy",
     "plugin dirs",
@@ -75,7 +76,7 @@ def test_the_full_environment_is_ready(tmp_path):
     for name in ("ffmpeg", "ffprobe", "js runtime", "challenge solver", "impersonation"):
         assert status(rows, name) == "ok", rows[name]
     assert "deno" in rows["js runtime"] and "curl_cffi" in rows["impersonation"]
-    assert all(status(rows, n) in ("ok", "warn") for n in rows), out
+    assert all(status(rows, n) in ("ok", "warn", "optional") for n in rows), out
 
 
 def test_a_path_without_ffmpeg_names_ffmpeg_and_ffprobe(tmp_path):
@@ -156,3 +157,42 @@ def test_flags_doctor_does_not_know_are_a_usage_error(tmp_path):
     assert code == 2 and "unrecognized arguments" in out
     code, _, out = doctor(tmp_path, "--set", "ingest.download.ytdlp.outtmpl=x")
     assert code == 2 and "ytdlp.outtmpl: refused" in out
+
+
+PROVIDER = """
+from yt_dlp.extractor.youtube.pot.provider import (
+    PoTokenProvider,
+    PoTokenProviderRejectedRequest,
+    register_provider,
+)
+
+
+@register_provider
+class MontageProbePTP(PoTokenProvider):
+    PROVIDER_VERSION = "0.1.0"
+    BUG_REPORT_LOCATION = "tests/ingest/test_doctor.py"
+    _SUPPORTED_CONTEXTS = None
+    _SUPPORTED_CLIENTS = None
+
+    def is_available(self):
+        return True
+
+    def _real_request_pot(self, request):
+        raise PoTokenProviderRejectedRequest("a provider that only shows it was loaded")
+"""
+
+
+def test_a_po_token_provider_plugin_in_a_plugin_folder_is_listed(tmp_path):
+    """The README's set-up: a provider package in a folder named in ytdlp.plugin_dirs."""
+    package = tmp_path / "plugins" / "montage-probe" / "yt_dlp_plugins" / "extractor"
+    package.mkdir(parents=True)
+    (package / "getpot_montage_probe.py").write_text(PROVIDER)
+    code, rows, out = doctor(tmp_path)
+    assert status(rows, "po token") == "optional" and "README" in rows["po token"], out
+    plugins = f"ingest.download.ytdlp.plugin_dirs=[{tmp_path / 'plugins'}]"
+    code, rows, out = doctor(tmp_path, "--set", plugins)
+    assert code == 0, out
+    assert status(rows, "plugin dirs") == "ok"
+    assert status(rows, "po token") == "ok" and "provider MontageProbe" in rows["po token"], out
+    code, rows, out = doctor(tmp_path, "--set", plugins.replace("plugins]", "absent]"))
+    assert code == 1 and status(rows, "plugin dirs") == "missing", out
