@@ -8,8 +8,11 @@ The yt-dlp checks ask yt-dlp itself, through a YoutubeDL built from Montage's ow
 parameters (`ingest.download.ytdlp_params`, the user's ``ingest.download.ytdlp``
 included): the JavaScript runtimes it would use and whether it accepts their
 version, the challenge-solver scripts it would load for them (without fetching
-anything from the network), and the impersonation targets its request handlers
-offer. Everything else is local: the ffmpeg tools, the cookies file, a TCP connect
+anything from the network), the impersonation targets its request handlers offer,
+the PO-token providers it loaded. Some of these are internals of the pinned yt-dlp
+(``_js_runtimes``, the solver providers' ``_get_script``,
+``_get_available_impersonate_targets``, the provider registries): the tests in
+tests/ingest/test_doctor.py fail when an upgrade moves them. Everything else is local: the ffmpeg tools, the cookies file, a TCP connect
 to each proxy, fsspec's filesystem for each URL scheme, the Beam runner's modules.
 """
 
@@ -192,7 +195,10 @@ def _check_solver(ydl: Any, runtimes: Check, from_github: bool, log: _Collect) -
     from yt_dlp.extractor.youtube.jsc._director import initialize_jsc_director
     from yt_dlp.extractor.youtube.jsc.provider import JsChallengeProviderRejectedRequest
 
-    fix = "install yt-dlp-ejs at the version yt-dlp expects (montage pins it; `make setup`)"
+    fix = (
+        "install yt-dlp-ejs at the version yt-dlp expects (montage pins it; `make setup`), "
+        "or allow ingest.download.ytdlp.remote_components: [ejs:github]"
+    )
     if runtimes.failed:
         return Check(
             "challenge solver", "missing", "no JavaScript runtime to run it", "see js runtime"
