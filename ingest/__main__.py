@@ -157,13 +157,11 @@ def runner_of(pipeline_args: list[str]) -> str | None:
     return None
 
 
-def refused(checks: list[preflight.Check]) -> bool:
-    """Print one error line per failed check; whether there was one."""
+def refused(checks: list[preflight.Check], hint: str = "") -> bool:
+    """Print one error line per failed check (``hint`` appended); whether there was one."""
     failed = [c for c in checks if c.failed]
     for check in failed:
-        print(f"error: {check.line()}", file=sys.stderr)  # noqa: T201
-    if failed:
-        print("(python -m ingest doctor lists everything a run needs)", file=sys.stderr)  # noqa: T201
+        print(f"error: {check.line()}{hint}", file=sys.stderr)  # noqa: T201
     return bool(failed)
 
 
@@ -207,7 +205,8 @@ def run(args: argparse.Namespace, beam_args: list[str], handler: logging.StreamH
         return 2
     # this machine's workers download: what they need must be here (remote workers have
     # the image's)
-    if local and refused(preflight.download_checks(settings.ingest.download, youtube)):
+    needs = preflight.download_checks(settings.ingest.download, youtube) if local else []
+    if refused(needs, " (python -m ingest doctor: all a YouTube run needs)" if youtube else ""):
         return 2
     run = args.run_id or new_run_id()
     print(  # noqa: T201
