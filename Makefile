@@ -35,6 +35,8 @@ $(STAMP): pyproject.toml
 	@$(PY) -m pip install -q --upgrade pip > $(VENV)/pip.log 2>&1 || { cat $(VENV)/pip.log; exit 1; }
 	@$(PY) -m pip install -q $(FIND_LINKS) -e '.[train,dev,tools,gcp,aws]' >> $(VENV)/pip.log 2>&1 \
 	  || { cat $(VENV)/pip.log; exit 1; }
+	@# deno, the challenge solver, curl_cffi, ffmpeg, the extras: what a YouTube run needs
+	@$(PY) -m ingest doctor > $(VENV)/doctor.log 2>&1 || { cat $(VENV)/doctor.log; exit 1; }
 	@touch $(STAMP)
 
 demo: setup

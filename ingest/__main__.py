@@ -1,11 +1,17 @@
-"""`python -m ingest run`: run the ingest pipeline with a profile from pipelines.yaml.
+"""`python -m ingest run`: run the ingest pipeline with a profile from pipelines.yaml;
+`python -m ingest doctor`: say what a YouTube run needs and what is missing.
 
+    python -m ingest doctor
     python -m ingest run --profile local --input videos.txt --output out/
     python -m ingest run --profile local --input videos.txt --output out/ --retry-failed
     python -m ingest run --profile dataflow --input gs://b/list.txt --output gs://b/shards \\
         --project P --region R --temp_location gs://b/tmp --sdk_container_image IMAGE
 
-Any flag this command does not know is passed to Beam as a pipeline option.
+Any flag `run` does not know is passed to Beam as a pipeline option. Before it builds
+the pipeline, `run` checks what it is about to use (`ingest.preflight`) and stops with
+one line per missing piece: the runner's extra and the input and output filesystems;
+on a local runner also ffmpeg, the cookies file and proxy, and, when the inputs name
+YouTube videos, yt-dlp's JavaScript runtime, challenge solver and impersonation.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from typing import TextIO
 # the workers inherit this environment.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
+from ingest import doctor, preflight
 from ingest.config import ConfigError
 from ingest.inputs import InputError, read_inputs
 
@@ -58,7 +65,11 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     )
     run.add_argument("--run-id", default=None, help="name of this run in the manifest")
     run.add_argument("-v", "--verbose", action="store_true")
-    return parser.parse_known_args(argv)
+    doctor.add_arguments(sub.add_parser("doctor", help=doctor.HELP))
+    args, beam_args = parser.parse_known_args(argv)
+    if args.command == "doctor" and beam_args:
+        parser.error(f"doctor: unrecognized arguments: {' '.join(beam_args)}")
+    return args, beam_args
 
 
 def summary(output: str, started: float) -> str:
@@ -146,8 +157,18 @@ def runner_of(pipeline_args: list[str]) -> str | None:
     return None
 
 
+def refused(checks: list[preflight.Check], hint: str = "") -> bool:
+    """Print one error line per failed check (``hint`` appended); whether there was one."""
+    failed = [c for c in checks if c.failed]
+    for check in failed:
+        print(f"error: {check.line()}{hint}", file=sys.stderr)  # noqa: T201
+    return bool(failed)
+
+
 def main(argv: list[str] | None = None) -> int:
     args, beam_args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.command == "doctor":
+        return doctor.run(args)
     with command_logging(args.verbose) as handler:
         return run(args, beam_args, handler)
 
@@ -167,17 +188,27 @@ def run(args: argparse.Namespace, beam_args: list[str], handler: logging.StreamH
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)  # noqa: T201
         return 2
+    runner = runner_of(pipeline_args)
+    local = runner in LOCAL_RUNNERS
+    if refused(preflight.launch_checks(runner, [args.input, args.output])):
+        return 2
     try:
         # fail now, with a clear message: a list that is missing, unreadable or empty
-        total = sum(1 for _ in read_inputs(args.input))
+        total, youtube = 0, False
+        for line in read_inputs(args.input):
+            total += 1
+            youtube = youtube or preflight.is_youtube(line.url)
         if not total:
             raise InputError(f"{args.input}: lists no videos (expected one id or URL per line)")
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)  # noqa: T201
         return 2
+    # this machine's workers download: what they need must be here (remote workers have
+    # the image's)
+    needs = preflight.download_checks(settings.ingest.download, youtube) if local else []
+    if refused(needs, " (python -m ingest doctor: all a YouTube run needs)" if youtube else ""):
+        return 2
     run = args.run_id or new_run_id()
-    runner = runner_of(pipeline_args)
-    local = runner in LOCAL_RUNNERS
     print(  # noqa: T201
         f"montage ingest: run {run}, {total} input lines, profile {args.profile} "
         f"({runner}) -> {args.output}" + ("" if args.verbose else "  (-v: runner logs)"),

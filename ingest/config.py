@@ -27,6 +27,8 @@ from typing import Any
 
 import yaml
 
+from ingest import ytdlp_options
+
 # Shard limits (and their minimums) are defined once, by the shard writer.
 from shards.writer import ShardLimits
 
@@ -46,6 +48,10 @@ RETIRED_KEYS = {
     "(checked from the info JSON before any media is fetched, and again after probing); "
     "set that one and delete this key",
 }
+
+
+# Mappings whose keys are not Montage's (yt-dlp's option names): `--set` may add keys there.
+OPEN_SECTIONS = ("ingest.download.ytdlp",)
 
 
 class ConfigError(ValueError):
@@ -185,6 +191,7 @@ class DownloadConfig:
     cookies_file: str | None = None
     proxy: str | None = None
     captions_root: str | None = None  # the folder local `captions` paths must lie in; null: none
+    ytdlp: dict[str, Any] = field(default_factory=dict)  # more yt-dlp options: ingest.ytdlp_options
 
     def __post_init__(self) -> None:
         langs_ok = bool(self.caption_langs) and all(
@@ -205,6 +212,12 @@ class DownloadConfig:
         _require(
             self, "captions_root", root is None or bool(root.strip()), "must be a folder or null"
         )
+        object.__setattr__(self, "ytdlp", ytdlp_options.check(self.ytdlp))
+        most = self.ytdlp.get("max_sleep_interval")
+        if most is not None and not 0 < self.sleep_interval_s <= most:
+            raise ConfigError(
+                f"ytdlp.max_sleep_interval must be >= sleep_interval_s (> 0), got {most!r}"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,6 +323,8 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
         return float(value)
     elif hint is str and not isinstance(value, str):
         raise ConfigError(f"{where}: expected a string, got {value!r}")
+    elif origin is dict and not isinstance(value, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {value!r}")
     return value
 
 
@@ -372,8 +387,15 @@ def parse_profile(name: str, data: Any) -> Profile:
     return Profile(name, runner, dict(options), tuple(requires), str(data.get("description", "")))
 
 
+def _is_open(path: list[str]) -> bool:
+    """Whether ``path`` lies in a mapping of free keys, where --set may add keys."""
+    dotted = ".".join(path)
+    return any(dotted == s or dotted.startswith(s + ".") for s in OPEN_SECTIONS)
+
+
 def apply_override(raw: dict[str, Any], assignment: str) -> None:
-    """``a.b.c=VALUE`` (VALUE read as YAML) set in place; the path must already exist."""
+    """``a.b.c=VALUE`` (VALUE read as YAML) set in place; the path must already exist,
+    except inside `OPEN_SECTIONS` (``ingest.download.ytdlp.impersonate=chrome``)."""
     key, eq, text = assignment.partition("=")
     if not eq or not key:
         raise ConfigError(
@@ -382,12 +404,18 @@ def apply_override(raw: dict[str, Any], assignment: str) -> None:
     _retired(key)
     *parents, leaf = key.split(".")
     node: Any = raw
-    for part in parents:
-        if not isinstance(node, dict) or part not in node:
+    for depth, part in enumerate(parents):
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {assignment!r}: no section {part!r}")
+        if node.get(part) is None and _is_open(parents[: depth + 1]):
+            node[part] = {}  # a free mapping (yt-dlp options) may gain a section
+        if part not in node:
             raise ConfigError(f"--set {assignment!r}: no section {part!r}")
         node = node[part]
-    if not isinstance(node, dict) or leaf not in node:
-        raise ConfigError(f"--set {assignment!r}: no key {leaf!r} there")
+    if not isinstance(node, dict) or (leaf not in node and not _is_open([*parents, leaf])):
+        ytdlp = leaf in ytdlp_options.ALLOWED or leaf in ytdlp_options.REFUSED
+        hint = f" (yt-dlp options go under ingest.download.ytdlp.{leaf})" if ytdlp else ""
+        raise ConfigError(f"--set {assignment!r}: no key {leaf!r} there{hint}")
     try:
         node[leaf] = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -31,6 +31,7 @@ from yt_dlp.networking import Request
 from yt_dlp.networking.exceptions import CertificateVerifyError, HTTPError, TransportError
 from yt_dlp.utils import GeoRestrictedError, determine_ext
 
+from ingest import ytdlp_options
 from ingest.config import DownloadConfig
 from ingest.refs import VideoRef, sidecar_path
 from ingest.transfer import BoundedYoutubeDL, TooSlow, Watch
@@ -255,7 +256,7 @@ def ytdlp_params(cfg: DownloadConfig) -> dict[str, Any]:
         params["proxy"] = cfg.proxy
     if cfg.cookies_file:
         params["cookiefile"] = cfg.cookies_file
-    return params
+    return ytdlp_options.merge(params, cfg.ytdlp)  # the user's ingest.download.ytdlp
 
 
 class Downloader:

@@ -4,6 +4,7 @@
 - training shards of synthetic samples (``write_shards``, ``write_corrupt_shard``), and
   of the demo corpus's narration (``write_narrated_shards``: its planned words, no media);
 - a test-sized ``pipelines.yaml`` (``write_config``);
+- ``without_modules``: the environment of a Python in which some modules cannot be imported;
 - ``stalled_input``: a media path whose reader waits for data that does not come;
 - ``real_output``: an output folder made by the real per-video core, shared by the
   shard-tool tests, and helpers that damage copies of it.
@@ -178,6 +179,40 @@ def write_config(path: Path, **download) -> Path:
     ing["shards"].update(videos_per_group=2, min_groups=2)
     path.write_text(yaml.safe_dump(cfg))
     return path
+
+
+# --- a Python without some modules ---
+
+# Loaded at interpreter start-up (from PYTHONPATH): imports of the modules named in
+# MONTAGE_TEST_BLOCK fail as if they were not installed.
+_BLOCKER = """
+import os, sys
+
+_BLOCKED = [b for b in os.environ.get("MONTAGE_TEST_BLOCK", "").split(",") if b]
+
+
+class _Blocked:
+    def find_spec(self, name, path=None, target=None):
+        if any(name == b or name.startswith(b + ".") for b in _BLOCKED):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+
+sys.meta_path.insert(0, _Blocked())
+"""
+
+
+def without_modules(tmp_path: Path, *modules: str) -> dict[str, str]:
+    """os.environ for a subprocess whose Python cannot import ``modules`` (nor their
+    submodules), with the checkout first on its path."""
+    site = tmp_path / "site-blocker"
+    site.mkdir(exist_ok=True)
+    (site / "sitecustomize.py").write_text(_BLOCKER)
+    return dict(
+        os.environ,
+        PYTHONPATH=f"{site}{os.pathsep}{ROOT}",
+        MONTAGE_TEST_BLOCK=",".join(modules),
+    )
 
 
 # --- the real output folder ---

@@ -108,7 +108,7 @@ def _fields(obj, prefix: str) -> dict[str, object]:
 def _yaml_leaves(node: dict, prefix: str) -> dict[str, object]:
     out = {}
     for key, value in node.items():
-        if isinstance(value, dict):
+        if isinstance(value, dict) and f"{prefix}.{key}" not in config.OPEN_SECTIONS:
             out |= _yaml_leaves(value, f"{prefix}.{key}")
         else:
             out[f"{prefix}.{key}"] = value

@@ -9,6 +9,7 @@ real `process_ie_result`, the same calls production makes.
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 import subprocess
@@ -132,6 +133,20 @@ def test_direct_mp4_with_sidecar_url_gets_video_and_word_timed_captions(server, 
         "webpage_url",
     }
     json.dumps(got.info)
+
+
+def test_yt_dlp_options_from_the_configuration_reach_the_requests(server, site, workdir):
+    """ingest.download.ytdlp is merged into the YoutubeDL that downloads: a header set
+    there is what the loopback server receives."""
+    login = base64.b64encode(b"montage:probe").decode()
+    ytdlp = {"http_headers": {"Authorization": f"Basic {login}"}}
+    ref = make_ref(server.url("clip.mp4"), captions=server.url("auto.en.vtt"))
+    got = downloader(workdir, ytdlp=ytdlp).download(ref)
+    assert got.video_path.read_bytes() == (site / "clip.mp4").read_bytes()
+    assert server.logins("clip.mp4") == {"montage:probe"}
+    plain = make_ref(server.url("f240.mp4"), captions=server.url("auto.en.vtt"))
+    downloader(workdir).download(plain)
+    assert server.logins("f240.mp4") == set(), "without the option, no such header"
 
 
 def test_local_sidecar_path_is_copied_and_detected_as_manual(server, site, workdir):

@@ -11,7 +11,7 @@ import pytest
 
 from devtools import mediagen
 from devtools.localserve import LocalServer
-from tests.helpers import write_config
+from tests.helpers import without_modules, write_config
 
 DURATION_S = 11.0  # two 5 s segments
 
@@ -86,3 +86,67 @@ def test_an_input_list_that_is_missing_or_empty_stops_the_run_in_one_line(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and str(listed) in err[0] and err[0].startswith("error: "), err
     assert not (tmp_path / "out").exists()
+
+
+# --- what `run` checks before it starts ---
+
+
+def run_without(tmp_path: Path, block: tuple[str, ...], *args: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "ingest", "run", *args]
+    env = without_modules(tmp_path, *block)
+    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_a_profile_whose_runner_or_filesystem_is_missing_fails_before_launch(tmp_path):
+    listed = tmp_path / "in.txt"
+    listed.write_text("dQw4w9WgXcQ\n")
+    dataflow = ["--profile", "dataflow", "--project", "p", "--region", "r"]
+    dataflow += ["--temp_location", "gs://b/tmp", "--sdk_container_image", "img"]
+    done = run_without(
+        tmp_path,
+        ("google.cloud.dataflow", "gcsfs"),
+        "--input",
+        str(listed),
+        "--output",
+        "gs://bucket/shards",
+        *dataflow,
+    )
+    assert done.returncode == 2, done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert errors and all("pip install 'montage[gcp]'" in line for line in errors), errors
+    assert any("DataflowRunner" in line for line in errors) and any("gs://" in e for e in errors)
+    assert "montage ingest: run" not in done.stderr, "nothing was launched"
+    done = run_without(
+        tmp_path, ("s3fs",), "--input", str(listed), "--output", "s3://bucket/shards"
+    )
+    assert done.returncode == 2 and "montage[aws]" in done.stderr, done.stderr
+
+
+def test_a_youtube_run_that_cannot_work_is_refused_and_a_loopback_run_is_not(served, tmp_path):
+    root, config = served
+    broken = "ingest.download.ytdlp.js_runtimes={deno: {path: /nonexistent/deno}}"
+    youtube = tmp_path / "youtube.txt"
+    youtube.write_text("dQw4w9WgXcQ\n")
+    cmd = [sys.executable, "-m", "ingest", "run", "--config", str(config), "--set", broken]
+    out = tmp_path / "yt"
+    done = subprocess.run(
+        [*cmd, "--input", str(youtube), "--output", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "error: js runtime: deno: not found (/nonexistent/deno)" in done.stderr
+    assert "ingest doctor" in done.stderr and not out.exists()
+    local = tmp_path / "local.txt"
+    local.write_text((root / "in.txt").read_text().splitlines()[1] + "\n")  # a 404 on loopback
+    done = subprocess.run(
+        [*cmd, "--input", str(local), "--output", str(tmp_path / "local")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "1 videos" in done.stdout and "failed:unavailable" in done.stdout, done.stdout
