@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
+import dataclasses
 import logging
 import os
 import shutil
@@ -61,7 +62,9 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     return parser.parse_known_args(argv)
 
 
-def summary(output: str, started: float) -> str:
+def summary(output: str, started: float, counters: dict[str, int] | None = None) -> str:
+    """What the run made, from the output's rows; ``counters``: the download step's
+    pacing, breaker and proxy counts (`ingest.gate.COUNTERS`), shown when any is not 0."""
     from shards import manifest
 
     rows = manifest.load_state(output).values()
@@ -77,7 +80,35 @@ def summary(output: str, started: float) -> str:
         f"{hours:.2f} h of video, {len(shards)} shards, {sum(r.bytes for r in ok) / 1e6:.1f} MB",
     ]
     lines += [f"  {n:6d}  {reason}" for reason, n in reasons.most_common(10)]
+    c = collections.Counter(counters or {})
+    if any(c.values()):
+        lines.append(
+            f"  site: {c['download_attempts']} attempts, {c['pushed_back']} pushed back "
+            f"(429 / sign-in); waited {c['pacing_wait_ms'] / 1000:.1f} s for the budget, "
+            f"{c['breaker_wait_ms'] / 1000:.1f} s with the breaker open ({c['breaker_trips']} "
+            f"trips, {c['breaker_skipped']} videos left for --retry-failed); "
+            f"{c['proxy_rotations']} proxy rotations"
+        )
     return "\n".join(lines)
+
+
+def gate_counters(result) -> dict[str, int]:
+    """The download step's counters (`ingest.gate.COUNTERS`) of a finished pipeline."""
+    from apache_beam.metrics.metric import MetricsFilter
+
+    from ingest import METRICS
+    from ingest.gate import COUNTERS
+
+    found: dict[str, int] = dict.fromkeys(COUNTERS, 0)
+    try:
+        counters = result.metrics().query(MetricsFilter().with_namespace(METRICS))["counters"]
+    except (AttributeError, NotImplementedError, KeyError):  # a runner without metrics
+        return found
+    for c in counters:
+        if c.key.metric.name in found:
+            value = c.committed if c.committed is not None else c.attempted
+            found[c.key.metric.name] += int(value or 0)
+    return found
 
 
 class _QuietBeam(logging.Filter):
@@ -156,7 +187,7 @@ def run(args: argparse.Namespace, beam_args: list[str], handler: logging.StreamH
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from ingest import config
+    from ingest import config, pacing, proxies
     from ingest.pipeline import build_pipeline
     from ingest.progress import LOCAL_RUNNERS, ProgressBar
     from shards.manifest import new_run_id
@@ -164,6 +195,9 @@ def run(args: argparse.Namespace, beam_args: list[str], handler: logging.StreamH
     try:
         settings = config.load(args.config, args.overrides)
         pipeline_args = settings.profile(args.profile).pipeline_args(beam_args)
+        # decided here, once: the workers share no memory and may not have the file
+        download = pacing.for_run(proxies.for_run(settings.ingest.download), pipeline_args)
+        ingest_cfg = dataclasses.replace(settings.ingest, download=download)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)  # noqa: T201
         return 2
@@ -198,7 +232,7 @@ def run(args: argparse.Namespace, beam_args: list[str], handler: logging.StreamH
                 stack.enter_context(ProgressBar(progress, total, sys.stderr))
             with beam.Pipeline(options=PipelineOptions(pipeline_args)) as p:
                 build_pipeline(
-                    p, args.input, args.output, settings.ingest, run, args.retry_failed, progress
+                    p, args.input, args.output, ingest_cfg, run, args.retry_failed, progress
                 )
     except Exception as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
@@ -211,7 +245,7 @@ def run(args: argparse.Namespace, beam_args: list[str], handler: logging.StreamH
         if progress:
             shutil.rmtree(progress, ignore_errors=True)
     os.unlink(runner_log)
-    print(summary(args.output, started))  # noqa: T201
+    print(summary(args.output, started, gate_counters(p.result)))  # noqa: T201
     return 0
 
 
