@@ -59,8 +59,7 @@ def run(
         # from each worker's second video on: its first request also waited for yt-dlp's
         # client to be built, so it reached the site later than the attempt began
         each = [
-            [srv.times(f"{tag}-w{k}-{i}.mp4")[0] for i in range(1, videos)]
-            for k in range(workers)
+            [srv.times(f"{tag}-w{k}-{i}.mp4")[0] for i in range(1, videos)] for k in range(workers)
         ]
     rates = [per_minute(t) for t in each]
     return rates, sum(rates)
@@ -85,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         paced_each, paced_total = run(root, args.workers, args.videos, args.budget, "paced")
     target_total = args.budget / 60.0
     target_each = target_total / args.workers
-    print(  # noqa: T201
+    print(
         f"{args.workers} workers x {args.videos} videos on loopback; budget {args.budget:g} "
         f"videos/h per IP (one IP)\n"
         f"{'':10s} {'per worker (attempts/min)':>34s} {'total':>8s}\n"

@@ -64,7 +64,8 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
 
 def summary(output: str, started: float, counters: dict[str, int] | None = None) -> str:
     """What the run made, from the output's rows; ``counters``: the download step's
-    pacing, breaker and proxy counts (`ingest.gate.COUNTERS`), shown when any is not 0."""
+    pacing, breaker and proxy counts (`ingest.gate.COUNTERS`), shown when the site
+    pushed back or a worker waited, tripped or rotated."""
     from shards import manifest
 
     rows = manifest.load_state(output).values()
@@ -81,7 +82,7 @@ def summary(output: str, started: float, counters: dict[str, int] | None = None)
     ]
     lines += [f"  {n:6d}  {reason}" for reason, n in reasons.most_common(10)]
     c = collections.Counter(counters or {})
-    if any(c.values()):
+    if any(n for name, n in c.items() if name != "download_attempts"):  # quiet otherwise
         lines.append(
             f"  site: {c['download_attempts']} attempts, {c['pushed_back']} pushed back "
             f"(429 / sign-in); waited {c['pacing_wait_ms'] / 1000:.1f} s for the budget, "

@@ -84,10 +84,11 @@ def test_pushback_trips_the_breaker_paces_attempts_and_retry_failed_loses_nothin
         # every video has its row; the site was asked 4 times, not 12 (6 videos, 1 retry each)
         assert sorted(first) == pages
         reasons = [(first[p].status, first[p].reason) for p in pages]
-        assert reasons[:3] == [("failed", "rate_limited"), ("failed", "sign_in")] + [
-            ("failed", "sign_in")
-        ]
-        assert reasons[3:] == [("failed", "rate_limited")] * 3
+        assert (
+            reasons
+            == [("failed", r) for r in ["rate_limited"] + ["sign_in"] * 2]
+            + [("failed", "rate_limited")] * 3
+        )
         assert sum(asked.values()) == 4 and all(asked[p] == 0 for p in pages[3:])
         assert all("not tried" in first[p].message for p in pages[3:])
         # attempts were spaced by the budget, and further by the breaker's pauses
@@ -104,3 +105,14 @@ def test_pushback_trips_the_breaker_paces_attempts_and_retry_failed_loses_nothin
     gaps = [b - a for a, b in itertools.pairwise(retry_times)]
     assert len(retry_times) == VIDEOS and all(g >= 0.9 * INTERVAL_S for g in gaps[1:]), gaps
     assert "6 attempts, 0 pushed back" in capsys.readouterr().out
+
+
+def test_the_summary_shows_the_site_line_only_when_the_site_pushed_back_or_workers_waited(
+    tmp_path,
+):
+    quiet = cli.summary(str(tmp_path), 0.0, {"download_attempts": 5})
+    assert "site:" not in quiet
+    loud = cli.summary(
+        str(tmp_path), 0.0, {"download_attempts": 5, "breaker_trips": 1, "breaker_skipped": 2}
+    )
+    assert "site: 5 attempts" in loud and "1 trips, 2 videos left for --retry-failed" in loud

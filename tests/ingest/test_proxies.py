@@ -8,6 +8,7 @@ import pytest
 
 from devtools.localserve import LocalServer
 from devtools.mediagen import make_video, make_words, write_auto_vtt
+from ingest import __main__ as cli
 from ingest import proxies
 from ingest.config import ConfigError, DownloadConfig
 from ingest.download import Downloader
@@ -150,3 +151,14 @@ def test_credentials_of_a_bad_proxy_are_not_shown(tmp_path):
 def test_one_of_proxy_proxies_and_proxies_file():
     with pytest.raises(ValueError, match="proxies cannot be set with proxy or proxies_file"):
         DownloadConfig(proxy="http://127.0.0.1:1", proxies=("http://127.0.0.1:2",))
+
+
+def test_a_missing_proxies_file_stops_the_command_in_one_line(tmp_path, capsys):
+    (tmp_path / "in.txt").write_text("dQw4w9WgXcQ\n")
+    missing = tmp_path / "nowhere" / "proxies.txt"
+    args = ["--input", str(tmp_path / "in.txt"), "--output", str(tmp_path / "out")]
+    rc = cli.main(["run", *args, "--set", f"ingest.download.proxies_file={missing}"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1, err
+    assert err[0].startswith("error: ingest.download.proxies_file:") and str(missing) in err[0]
+    assert not (tmp_path / "out").exists()
