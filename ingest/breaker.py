@@ -49,7 +49,7 @@ class Breaker:
     def admit(self) -> float:
         """Before an attempt: pause while open (the seconds paused), or raise `Skip`."""
         if self._given_up:
-            raise Skip(f"not tried: the site pushed back {self.in_a_row} times in a row")
+            raise Skip(f"the breaker is open: the site pushed back {self.in_a_row} times in a row")
         if self._open_until is None:
             return 0.0
         pause = max(0.0, self._open_until - time.monotonic())

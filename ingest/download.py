@@ -8,7 +8,8 @@ and download media and captions into a fresh per-video folder. Transient failure
 (429, 5xx, timeouts, an attempt past its deadline or under the minimum rate:
 `ingest.transfer`) are retried with exponential backoff; every failure surfaces
 as a `DownloadError` with a category from a small taxonomy, so a pipeline can
-record it as data.
+record it as data. Each attempt passes the worker's `ingest.gate.Gate` first: its
+circuit breaker, its proxy and its pace under the job's request budget.
 """
 
 from __future__ import annotations
@@ -300,8 +301,9 @@ class Downloader:
         for attempt in range(self.cfg.retries + 1):
             try:
                 self._proxy = self.gate.enter()
-            except Skip as exc:
-                raise DownloadError("rate_limited", str(exc), transient=False) from None
+            except Skip as exc:  # left for --retry-failed
+                said = "not tried" if attempt == 0 else "not retried"
+                raise DownloadError("rate_limited", f"{said}: {exc}", transient=False) from None
             vdir = Path(tempfile.mkdtemp(prefix=f"{ref.video_id}.", dir=self.workdir))
             watch = Watch(
                 self.cfg.download_deadline_s,

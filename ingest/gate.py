@@ -52,6 +52,7 @@ class Gate:
     def __init__(self, cfg: DownloadConfig) -> None:
         urls = proxy_list(cfg)
         self.pool = ProxyPool(urls, cfg.proxy_fail_after, cfg.proxy_cooldown_s) if urls else None
+        # `ingest.pacing.for_run` decides `auto` when a run starts; undecided, it is one
         workers = cfg.pacing.workers if isinstance(cfg.pacing.workers, int) else 1
         self.pacer = Pacer(interval_s(cfg.pacing.videos_per_hour_per_ip, workers))
         self.breaker = Breaker(cfg.breaker)
