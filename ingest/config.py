@@ -343,12 +343,15 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
         if value is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
-        for option in inner[:-1]:  # the first type the value fits; the last one's error
+        if len(inner) == 1:
+            return _coerce(value, inner[0], where)
+        for option in inner:  # the first type the value fits
             try:
                 return _coerce(value, option, where)
             except ConfigError:
                 continue
-        return _coerce(value, inner[-1], where)
+        names = " or ".join(getattr(a, "__name__", str(a)) for a in inner)
+        raise ConfigError(f"{where}: expected {names}, got {value!r}")
     if origin is tuple:
         if not isinstance(value, list | tuple):
             raise ConfigError(f"{where}: expected a list, got {value!r}")
