@@ -86,13 +86,23 @@ class Pacer:
         self._lock = threading.Lock()
 
     def wait(self, key: str | None = None) -> float:
-        """Sleep until an attempt through ``key`` may start; the seconds slept."""
+        """Sleep until an attempt through ``key`` may start; the seconds slept.
+
+        The next attempt is spaced from when this one really starts: a sleep that
+        overruns delays the next one too, so the budget is never exceeded."""
         with self._lock:
             now = time.monotonic()
             last = self._last.get(key)
             start = now if last is None else max(now, last + self.interval)
             self._last[key] = start
-        pause = start - now
-        if pause > 0:
-            time.sleep(pause)
-        return pause
+        if start > now:
+            time.sleep(start - now)
+        woke = time.monotonic()
+        with self._lock:
+            self._last[key] = max(self._last[key], woke)
+        return woke - now if start > now else 0.0
+
+    def last_start(self, key: str | None = None) -> float | None:
+        """When (time.monotonic) the latest attempt through ``key`` was let start."""
+        with self._lock:
+            return self._last.get(key)
