@@ -3,7 +3,11 @@
 It serves the files under one folder on 127.0.0.1 with what yt-dlp needs from a
 real host: single-range requests (``Range: bytes=a-b``), HEAD, a Content-Type per
 extension, and injected failures (``fail("x.mp4", 429, times=2)``) so tests can
-prove that retries happen. It never binds to a non-loopback address and refuses
+prove that retries happen. Like a video site under pressure, it can also push back on
+any page for a while (``push_back(429, times=3)``, then ``push_back(401, times=5,
+reason=BOT_CHECK)``: yt-dlp carries the reason phrase into its error, as it carries
+YouTube's sentence from the player response), and it records when each request came
+and its headers (``times``, ``headers``) so tests can check pacing and cookies. It never binds to a non-loopback address and refuses
 any path that resolves outside its root (``..``, absolute paths, symlinks).
 """
 
@@ -15,8 +19,10 @@ import logging
 import re
 import shutil
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass
+from email.message import Message
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -36,6 +42,7 @@ CONTENT_TYPES = {
     ".json3": "application/json",
     ".txt": "text/plain; charset=utf-8",
 }
+BOT_CHECK = "Sign in to confirm you're not a bot"
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 _CHUNK = 64 * 1024
 
@@ -45,6 +52,8 @@ class _Failure:
     status: int
     remaining: int
     retry_after: int | None
+    reason: str | None = None
+    suffix: str = ""  # push_back: the paths it answers end with this
 
 
 def _norm(relpath: str) -> str:
@@ -86,9 +95,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self, body: bool) -> None:
         owner = self.server.owner
         key = _norm(self.path)
-        failure = owner._record(key, self.headers.get("Authorization"))
+        failure = owner._record(key, self.headers)
         if failure is not None:
-            self._send_error(failure.status, failure.retry_after)
+            self._send_error(failure.status, failure.retry_after, failure.reason)
             return
         path = owner._resolve(key)
         if path is None:
@@ -124,9 +133,12 @@ class _Handler(BaseHTTPRequestHandler):
             except (BrokenPipeError, ConnectionResetError):
                 log.debug("client closed the connection during %s", key)
 
-    def _send_error(self, status: int, retry_after: int | None = None) -> None:
-        payload = f"{status} {HTTPStatus(status).phrase}\n".encode()
-        self.send_response(status)
+    def _send_error(
+        self, status: int, retry_after: int | None = None, reason: str | None = None
+    ) -> None:
+        reason = reason or HTTPStatus(status).phrase
+        payload = f"{status} {reason}\n".encode()
+        self.send_response(status, reason)
         self.send_header("Content-Type", "text/plain; charset=utf-8")
         self.send_header("Content-Length", str(len(payload)))
         if retry_after is not None:
@@ -168,6 +180,9 @@ class LocalServer:
         self._host, self._port = host, port
         self._lock = threading.Lock()
         self._failures: dict[str, _Failure] = {}
+        self._pushback: list[_Failure] = []  # armed by push_back, answered in order
+        self._times: dict[str, list[float]] = {}
+        self._headers: dict[str, list[dict[str, str]]] = {}
         self._counts: Counter[str] = Counter()
         self._logins: dict[str, set[str]] = {}
         self._httpd: _Server | None = None
@@ -193,6 +208,34 @@ class LocalServer:
         HTTPStatus(status)  # ValueError on a status the stdlib does not know
         with self._lock:
             self._failures[_norm(relpath)] = _Failure(status, times, retry_after)
+
+    def push_back(
+        self,
+        status: int,
+        times: int,
+        suffix: str = ".html",
+        reason: str | None = None,
+        retry_after: int | None = None,
+    ) -> None:
+        """Answer the next `times` requests of any path ending in `suffix` with `status`
+        (and `reason` as its phrase), after the push-backs armed before this one."""
+        if times < 1:
+            raise ValueError("times must be >= 1")
+        HTTPStatus(status)
+        with self._lock:
+            self._pushback.append(_Failure(status, times, retry_after, reason, suffix))
+
+    def times(self, relpath: str | None = None) -> list[float]:
+        """When (time.monotonic) each request of `relpath` (None: of any path) came."""
+        with self._lock:
+            if relpath is not None:
+                return list(self._times.get(_norm(relpath), ()))
+            return sorted(t for ts in self._times.values() for t in ts)
+
+    def headers(self, relpath: str, name: str) -> list[str | None]:
+        """Header `name` of each request of `relpath`, in order (None where absent)."""
+        with self._lock:
+            return [h.get(name.lower()) for h in self._headers.get(_norm(relpath), ())]
 
     def requests(self, relpath: str) -> int:
         """How many requests (GET or HEAD, failed or not) `relpath` received."""
@@ -239,8 +282,11 @@ class LocalServer:
 
     # -- called from handler threads -------------------------------------------------
 
-    def _record(self, key: str, authorization: str | None = None) -> _Failure | None:
+    def _record(self, key: str, headers: Message | None = None) -> _Failure | None:
         """Count a request; return the failure to answer with, if one is armed."""
+        now = time.monotonic()
+        fields = {k.lower(): v for k, v in (headers or {}).items()}
+        authorization = fields.get("authorization")
         login = None
         if authorization and authorization.lower().startswith("basic "):
             try:
@@ -249,15 +295,23 @@ class LocalServer:
                 login = None
         with self._lock:
             self._counts[key] += 1
+            self._times.setdefault(key, []).append(now)
+            self._headers.setdefault(key, []).append(fields)
             if login is not None:
                 self._logins.setdefault(key, set()).add(login)
             failure = self._failures.get(key)
-            if failure is None:
-                return None
-            failure.remaining -= 1
-            if failure.remaining <= 0:
-                del self._failures[key]
-            return failure
+            if failure is not None:
+                failure.remaining -= 1
+                if failure.remaining <= 0:
+                    del self._failures[key]
+                return failure
+            if self._pushback and key.endswith(self._pushback[0].suffix):
+                failure = self._pushback[0]
+                failure.remaining -= 1
+                if failure.remaining <= 0:
+                    self._pushback.pop(0)
+                return failure
+            return None
 
     def _resolve(self, key: str) -> Path | None:
         """The file for a request path, or None when it would leave root."""

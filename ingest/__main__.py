@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
+import dataclasses
 import logging
 import os
 import shutil
@@ -72,7 +73,10 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     return args, beam_args
 
 
-def summary(output: str, started: float) -> str:
+def summary(output: str, started: float, counters: dict[str, int] | None = None) -> str:
+    """What the run made, from the output's rows; ``counters``: the download step's
+    pacing, breaker and proxy counts (`ingest.gate.COUNTERS`), shown when the site
+    pushed back or a worker waited, tripped or rotated."""
     from shards import manifest
 
     rows = manifest.load_state(output).values()
@@ -88,7 +92,35 @@ def summary(output: str, started: float) -> str:
         f"{hours:.2f} h of video, {len(shards)} shards, {sum(r.bytes for r in ok) / 1e6:.1f} MB",
     ]
     lines += [f"  {n:6d}  {reason}" for reason, n in reasons.most_common(10)]
+    c = collections.Counter(counters or {})
+    if any(n for name, n in c.items() if name != "download_attempts"):  # quiet otherwise
+        lines.append(
+            f"  site: {c['download_attempts']} attempts, {c['pushed_back']} pushed back "
+            f"(429 / sign-in); waited {c['pacing_wait_ms'] / 1000:.1f} s for the budget, "
+            f"{c['breaker_wait_ms'] / 1000:.1f} s with the breaker open ({c['breaker_trips']} "
+            f"trips, {c['breaker_skipped']} videos left for --retry-failed); "
+            f"{c['proxy_rotations']} proxy rotations"
+        )
     return "\n".join(lines)
+
+
+def gate_counters(result) -> dict[str, int]:
+    """The download step's counters (`ingest.gate.COUNTERS`) of a finished pipeline."""
+    from apache_beam.metrics.metric import MetricsFilter
+
+    from ingest import METRICS
+    from ingest.gate import COUNTERS
+
+    found: dict[str, int] = dict.fromkeys(COUNTERS, 0)
+    try:
+        counters = result.metrics().query(MetricsFilter().with_namespace(METRICS))["counters"]
+    except (AttributeError, NotImplementedError, KeyError):  # a runner without metrics
+        return found
+    for c in counters:
+        if c.key.metric.name in found:
+            value = c.committed if c.committed is not None else c.attempted
+            found[c.key.metric.name] += int(value or 0)
+    return found
 
 
 class _QuietBeam(logging.Filter):
@@ -177,7 +209,7 @@ def run(args: argparse.Namespace, beam_args: list[str], handler: logging.StreamH
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from ingest import config
+    from ingest import config, pacing, proxies
     from ingest.pipeline import build_pipeline
     from ingest.progress import LOCAL_RUNNERS, ProgressBar
     from shards.manifest import new_run_id
@@ -185,6 +217,9 @@ def run(args: argparse.Namespace, beam_args: list[str], handler: logging.StreamH
     try:
         settings = config.load(args.config, args.overrides)
         pipeline_args = settings.profile(args.profile).pipeline_args(beam_args)
+        # decided here, once: the workers share no memory and may not have the file
+        download = pacing.for_run(proxies.for_run(settings.ingest.download), pipeline_args)
+        ingest_cfg = dataclasses.replace(settings.ingest, download=download)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)  # noqa: T201
         return 2
@@ -229,7 +264,7 @@ def run(args: argparse.Namespace, beam_args: list[str], handler: logging.StreamH
                 stack.enter_context(ProgressBar(progress, total, sys.stderr))
             with beam.Pipeline(options=PipelineOptions(pipeline_args)) as p:
                 build_pipeline(
-                    p, args.input, args.output, settings.ingest, run, args.retry_failed, progress
+                    p, args.input, args.output, ingest_cfg, run, args.retry_failed, progress
                 )
     except Exception as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
@@ -242,7 +277,7 @@ def run(args: argparse.Namespace, beam_args: list[str], handler: logging.StreamH
         if progress:
             shutil.rmtree(progress, ignore_errors=True)
     os.unlink(runner_log)
-    print(summary(args.output, started))  # noqa: T201
+    print(summary(args.output, started, gate_counters(p.result)))  # noqa: T201
     return 0
 
 

@@ -174,6 +174,44 @@ class CoreConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class PacingConfig:
+    """A job-wide request budget, turned into a pause between one worker's attempts
+    (``ingest.pacing``; workers cannot share memory, so each paces itself)."""
+
+    videos_per_hour_per_ip: float | None = None  # null: no pacing
+    workers: int | str = "auto"  # downloading at once, job-wide; auto: from the runner options
+
+    def __post_init__(self) -> None:
+        rate = self.videos_per_hour_per_ip
+        _require(self, "videos_per_hour_per_ip", rate is None or rate > 0, "must be > 0 or null")
+        ok = self.workers == "auto" or (isinstance(self.workers, int) and self.workers >= 1)
+        _require(self, "workers", ok, "must be auto or an integer >= 1")
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerConfig:
+    """When the site pushes back (``rate_limited``, ``sign_in``), a worker stops asking for
+    a while instead of burning through its list (``ingest.breaker``)."""
+
+    window: int = 20  # the recent attempts the share is taken over
+    min_attempts: int = 5  # the breaker never trips on fewer attempts than this
+    max_share: float = 0.5  # trips when pushed-back attempts are more than this share
+    backoff_s: float = 60.0  # the first pause; doubled at each trip in a row
+    backoff_max_s: float = 1800.0
+    max_trips: int = 4  # trips in a row, then the rest of the group is skipped (rate_limited)
+
+    def __post_init__(self) -> None:
+        _require(self, "window", self.window >= 1, "must be >= 1")
+        within = 1 <= self.min_attempts <= self.window
+        _require(self, "min_attempts", within, f"must be in [1, {self.window}]")
+        _require(self, "max_share", 0 <= self.max_share < 1, "must be in [0, 1)")
+        _require(self, "backoff_s", self.backoff_s >= 0, "must be >= 0")
+        ok = self.backoff_max_s >= self.backoff_s
+        _require(self, "backoff_max_s", ok, "must be >= backoff_s")
+        _require(self, "max_trips", self.max_trips >= 1, "must be >= 1")
+
+
+@dataclass(frozen=True, slots=True)
 class DownloadConfig:
     """yt-dlp options (the duration limit is `FilterConfig.max_duration_s`)."""
 
@@ -189,9 +227,15 @@ class DownloadConfig:
     min_rate_grace_s: float = 60.0
     sleep_interval_s: float = 0.0  # yt-dlp's pause before each media download
     cookies_file: str | None = None
-    proxy: str | None = None
+    proxy: str | None = None  # one proxy (a pool of one); or a pool:
+    proxies: tuple[str, ...] = ()  # each group of videos bound to one of them by hash
+    proxies_file: str | None = None  # ... or read from this file, one proxy URL a line
+    proxy_fail_after: int = 3  # transient failures in a row that rotate a proxy out
+    proxy_cooldown_s: float = 600.0  # ... for this long
     captions_root: str | None = None  # the folder local `captions` paths must lie in; null: none
     ytdlp: dict[str, Any] = field(default_factory=dict)  # more yt-dlp options: ingest.ytdlp_options
+    pacing: PacingConfig = field(default_factory=PacingConfig)
+    breaker: BreakerConfig = field(default_factory=BreakerConfig)
 
     def __post_init__(self) -> None:
         langs_ok = bool(self.caption_langs) and all(
@@ -218,6 +262,10 @@ class DownloadConfig:
             raise ConfigError(
                 f"ytdlp.max_sleep_interval must be >= sleep_interval_s (> 0), got {most!r}"
             )
+        one = sum(bool(x) for x in (self.proxy, self.proxies, self.proxies_file)) <= 1
+        _require(self, "proxies", one, "cannot be set with proxy or proxies_file: use one of them")
+        _require(self, "proxy_fail_after", self.proxy_fail_after >= 1, "must be >= 1")
+        _require(self, "proxy_cooldown_s", self.proxy_cooldown_s >= 0, "must be >= 0")
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,11 +350,21 @@ class Settings:
 def _coerce(value: Any, hint: Any, where: str) -> Any:
     """Check one YAML value against a field's type; tuples accept YAML lists."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if dataclasses.is_dataclass(hint):  # a nested section, e.g. ingest.download.pacing
+        return build_dataclass(hint, value, where)
     if origin in (types.UnionType, typing.Union):
         if value is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
-        return _coerce(value, inner[0], where)
+        if len(inner) == 1:
+            return _coerce(value, inner[0], where)
+        for option in inner:  # the first type the value fits
+            try:
+                return _coerce(value, option, where)
+            except ConfigError:
+                continue
+        names = " or ".join(getattr(a, "__name__", str(a)) for a in inner)
+        raise ConfigError(f"{where}: expected {names}, got {value!r}")
     if origin is tuple:
         if not isinstance(value, list | tuple):
             raise ConfigError(f"{where}: expected a list, got {value!r}")

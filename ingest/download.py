@@ -8,7 +8,8 @@ and download media and captions into a fresh per-video folder. Transient failure
 (429, 5xx, timeouts, an attempt past its deadline or under the minimum rate:
 `ingest.transfer`) are retried with exponential backoff; every failure surfaces
 as a `DownloadError` with a category from a small taxonomy, so a pipeline can
-record it as data.
+record it as data. Each attempt passes the worker's `ingest.gate.Gate` first: its
+circuit breaker, its proxy and its pace under the job's request budget.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from yt_dlp.utils import GeoRestrictedError, determine_ext
 
 from ingest import ytdlp_options
 from ingest.config import DownloadConfig
+from ingest.gate import Gate, Skip, copy_cookies
 from ingest.refs import VideoRef, sidecar_path
 from ingest.transfer import BoundedYoutubeDL, TooSlow, Watch
 
@@ -273,17 +275,24 @@ class Downloader:
         self.cfg = cfg
         self.workdir = Path(workdir)
         self.max_duration_s = max_duration_s
-        self._ydl: BoundedYoutubeDL | None = None
+        self.gate = Gate(cfg)  # breaker, proxy pool, pacing (ingest.gate)
+        self._proxy: str | None = None  # the proxy of the attempt under way
+        self._clients: dict[str | None, BoundedYoutubeDL] = {}
 
     def _client(self) -> BoundedYoutubeDL:
-        if self._ydl is None:
-            self._ydl = BoundedYoutubeDL(ytdlp_params(self.cfg))
-        return self._ydl
+        """The yt-dlp client of the current proxy, with its own copy of the cookies."""
+        if self._proxy not in self._clients:
+            params = ytdlp_params(self.cfg)
+            if self._proxy is not None:
+                params["proxy"] = self._proxy
+            if self.cfg.cookies_file:
+                params["cookiefile"] = str(copy_cookies(self.cfg.cookies_file, self.workdir))
+            self._clients[self._proxy] = BoundedYoutubeDL(params)
+        return self._clients[self._proxy]
 
     def close(self) -> None:
-        if self._ydl is not None:
-            self._ydl.close()
-            self._ydl = None
+        while self._clients:
+            self._clients.popitem()[1].close()
 
     def backoff(self, attempt: int, retry_after_s: float | None = None) -> float:
         """Seconds to wait before retry `attempt` (0-based): equal jitter, capped."""
@@ -296,6 +305,11 @@ class Downloader:
         (see `session` and `cleanup`)."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         for attempt in range(self.cfg.retries + 1):
+            try:
+                self._proxy = self.gate.enter()
+            except Skip as exc:  # left for --retry-failed
+                said = "not tried" if attempt == 0 else "not retried"
+                raise DownloadError("rate_limited", f"{said}: {exc}", transient=False) from None
             vdir = Path(tempfile.mkdtemp(prefix=f"{ref.video_id}.", dir=self.workdir))
             watch = Watch(
                 self.cfg.download_deadline_s,
@@ -304,13 +318,16 @@ class Downloader:
             )
             try:
                 with self._client().watched(watch):
-                    return self._attempt(ref, vdir)
+                    got = self._attempt(ref, vdir)
+                self.gate.leave(self._proxy, None)
+                return got
             except BaseException as exc:
                 shutil.rmtree(vdir, ignore_errors=True)
                 # past the deadline, whatever the interrupted read raised is the deadline's doing
                 err = classify(watch.failure or exc) if isinstance(exc, Exception) else None
                 if err is None:
                     raise
+                self.gate.leave(self._proxy, err.category)
                 if not err.transient or attempt == self.cfg.retries:
                     raise err from exc
                 wait = self.backoff(attempt, err.retry_after_s)

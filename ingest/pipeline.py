@@ -31,6 +31,7 @@ from ingest import METRICS as NAMESPACE
 from ingest import core, scratch
 from ingest.config import IngestConfig
 from ingest.download import Downloader, DownloadError
+from ingest.gate import COUNTERS
 from ingest.inputs import InputLine, read_inputs
 from ingest.progress import mark
 from ingest.refs import VideoRef, make_ref, redact
@@ -207,6 +208,7 @@ class _ProcessGroupFn(beam.DoFn):
         self.windows = Metrics.counter(NAMESPACE, "windows")
         self.bytes = Metrics.counter(NAMESPACE, "bytes_written")
         self.shards = Metrics.counter(NAMESPACE, "shards_written")
+        self.gate_counters = {name: Metrics.counter(NAMESPACE, name) for name in COUNTERS}
 
     def setup(self) -> None:
         self.workdir = scratch.make_workdir()  # first removes those of killed workers
@@ -214,6 +216,7 @@ class _ProcessGroupFn(beam.DoFn):
         self.downloader = Downloader(self.cfg.download, self.workdir, max_duration_s)
 
     def teardown(self) -> None:
+        self.downloader.close()
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     def process(self, keyed):
@@ -223,9 +226,11 @@ class _ProcessGroupFn(beam.DoFn):
         for shard in layout.remove_group(self.output, prefix):
             log.warning("removed %s, left by an earlier attempt of the same group", shard)
         writer = ShardWriter(self.output, prefix, self.limits)
+        self.downloader.gate.start_group(prefix)  # binds the group's proxy
         try:
             for ref in refs:
                 failure = self._ingest(ref, writer)
+                self._count_gate()
                 if failure is not None:
                     yield beam.pvalue.TaggedOutput(FAILED, failure)
                 yield from self._lost(writer)
@@ -258,6 +263,12 @@ class _ProcessGroupFn(beam.DoFn):
             return self._fail(ref, "write", "internal_error", core.one_line(exc)).row
         mark(self.progress, ref.video_id, "ok", result.row.duration_ms)
         return None
+
+    def _count_gate(self) -> None:
+        """The downloader's pacing, breaker and proxy counts, into Beam counters."""
+        for name, n in self.downloader.gate.take_stats().items():
+            if n:
+                self.gate_counters[name].inc(n)
 
     def _lost(self, writer: ShardWriter):
         """Failure rows for the videos of shards the writer had to remove."""

@@ -6,6 +6,7 @@
 - a test-sized ``pipelines.yaml`` (``write_config``);
 - ``without_modules``: the environment of a Python in which some modules cannot be imported;
 - ``stalled_input``: a media path whose reader waits for data that does not come;
+- ``http_proxy``: a real HTTP proxy (proxy.py) on loopback, with its access log;
 - ``real_output``: an output folder made by the real per-video core, shared by the
   shard-tool tests, and helpers that damage copies of it.
 
@@ -36,8 +37,10 @@ import shutil
 import socket
 import struct
 import subprocess
+import sys
 import tarfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -429,3 +432,34 @@ def write_narrated_shards(out, n_videos: int, segments: int = 4) -> int:
             writer.add_video(samples, ManifestRow(video_id=f"narr{v:03d}", url="u", status="ok"))
             windows += len(samples)
     return windows
+
+
+# --- a real HTTP proxy on loopback (proxy.py) ---
+
+
+@contextlib.contextmanager
+def http_proxy(folder: Path) -> Iterator[tuple[str, Path]]:
+    """A proxy.py HTTP proxy on 127.0.0.1: (its URL, its access log). Stopped on exit."""
+    folder.mkdir(parents=True, exist_ok=True)
+    port_file, log_file = folder / "port", folder / "access.log"
+    proxy = Path(sys.executable).with_name("proxy")
+    cmd = [str(proxy), "--hostname", "127.0.0.1", "--port", "0", "--port-file", str(port_file)]
+    cmd += ["--log-file", str(log_file), "--log-level", "INFO", "--num-workers", "1", "--threaded"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while not (port_file.exists() and port_file.read_text().strip()):
+            assert proc.poll() is None, f"proxy.py exited with {proc.returncode}"
+            assert time.monotonic() < deadline, "proxy.py did not start in 60 s"
+            time.sleep(0.1)
+        port = int(port_file.read_text().split()[0])
+        with socket.create_connection(("127.0.0.1", port), timeout=30):
+            pass  # listening
+        yield f"http://127.0.0.1:{port}", log_file
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

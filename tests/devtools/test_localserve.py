@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from devtools.localserve import LocalServer
+from devtools.localserve import BOT_CHECK, LocalServer
 
 PAYLOAD = bytes(range(256)) * 40  # 10,240 bytes, every offset distinguishable
 
@@ -130,6 +130,35 @@ def test_fail_answers_the_next_n_requests_then_recovers(server: LocalServer) -> 
     assert answers[2][2] == PAYLOAD
     assert server.requests("clip.mp4") == 3
     assert server.requests("clip.en.vtt") == 0
+
+
+def test_push_back_answers_any_page_in_the_order_armed_then_recovers(server: LocalServer) -> None:
+    server.push_back(429, times=2)
+    server.push_back(401, times=1, reason=BOT_CHECK)
+    assert get(server.url("clip.mp4"))[0] == 200  # not a page: not pushed back
+    seen = []
+    for _ in range(4):
+        try:
+            with urllib.request.urlopen(server.url("page.html"), timeout=5) as resp:
+                seen.append((resp.status, resp.reason))
+        except urllib.error.HTTPError as exc:
+            seen.append((exc.code, exc.reason))
+    assert seen == [
+        (429, "Too Many Requests"),
+        (429, "Too Many Requests"),
+        (401, BOT_CHECK),
+        (200, "OK"),
+    ]
+
+
+def test_request_times_and_headers_are_recorded_per_path(server: LocalServer) -> None:
+    get(server.url("clip.mp4"), {"Cookie": "SID=a"})
+    get(server.url("page.html"))
+    get(server.url("clip.mp4"))
+    assert server.headers("clip.mp4", "cookie") == ["SID=a", None]
+    times = server.times("clip.mp4")
+    assert len(times) == 2 and times == sorted(times)
+    assert server.times() == sorted([*times, *server.times("page.html")])
 
 
 @pytest.mark.parametrize("status", [404, 503])

@@ -226,3 +226,30 @@ def test_shard_limits_are_checked_by_the_shard_writers_own_minimums():
     assert config.ShardConfig(max_bytes=4 * 512).limits == ShardLimits(4 * 512, 2000)
     with pytest.raises(ConfigError, match="max_bytes"):
         config.ShardConfig(max_bytes=4 * 512 - 1)
+
+
+# -- nested download sections: pacing and breaker ----------------------------------------------
+
+
+def test_pacing_and_breaker_are_read_as_nested_sections_and_checked_by_key(tmp_path):
+    raw = yaml.safe_load((REPO / "pipelines.yaml").read_text())
+    raw["ingest"]["download"]["pacing"] = {"videos_per_hour_per_ip": 300, "workers": 8}
+    raw["ingest"]["download"]["breaker"]["max_trips"] = 2
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    download = config.load(path).ingest.download
+    assert download.pacing == config.PacingConfig(300.0, 8)
+    assert download.breaker == config.BreakerConfig(max_trips=2)
+    over = config.load(path, ["ingest.download.pacing.workers=auto"]).ingest.download
+    assert over.pacing.workers == "auto"
+    for assignment, message in [
+        (
+            "ingest.download.pacing.workers=4.5",
+            "ingest.download.pacing.workers: expected int or str",
+        ),
+        ("ingest.download.pacing.workers=0", "workers must be auto or an integer >= 1"),
+        ("ingest.download.breaker.max_share=1.5", "ingest.download.breaker: max_share"),
+        ("ingest.download.breaker=3", "ingest.download.breaker: expected a mapping"),
+    ]:
+        with pytest.raises(config.ConfigError, match=message):
+            config.load(path, [assignment])

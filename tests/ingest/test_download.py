@@ -391,7 +391,7 @@ def test_caption_404_from_youtube_is_no_captions(server, workdir):
 
 def test_client_is_built_lazily(workdir):
     dl = downloader(workdir)
-    assert dl._ydl is None and not workdir.exists()
+    assert dl._clients == {} and not workdir.exists()
 
 
 # -- classify, captions choice, backoff, config ------------------------------------------------
