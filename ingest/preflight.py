@@ -32,7 +32,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from ingest.config import DownloadConfig
+from ingest.config import ConfigError, DownloadConfig
+from ingest.proxies import proxy_list
 from ingest.refs import make_ref, redact
 
 STATUSES = ("ok", "warn", "missing", "optional")
@@ -280,6 +281,20 @@ def check_cookies(path: str | None) -> Check:
     return Check("cookies", "ok", f"{path}: {len(jar)} cookies")
 
 
+def proxy_checks(cfg: DownloadConfig) -> list[Check]:
+    """One line per proxy of the pool (``proxy``, ``proxies`` or ``proxies_file``). The pool
+    rotates a dead proxy out, so a dead one is a warning while another one answers."""
+    try:
+        urls = proxy_list(cfg)
+    except ConfigError as exc:
+        return [Check("proxy", "missing", str(exc), "correct the proxy settings")]
+    checks = [check_proxy(u) for u in urls]
+    if len(checks) > 1 and not all(c.failed for c in checks):
+        fix = "the pool rotates it out; start it or remove it from the pool"
+        checks = [Check(c.name, "warn", c.detail, fix) if c.failed else c for c in checks]
+    return checks
+
+
 def check_proxy(url: str, timeout_s: float = PROXY_TIMEOUT_S) -> Check:
     """A TCP connection to the proxy's host and port (the proxy's protocol is not spoken)."""
     parts = urlsplit(url if "://" in url else f"http://{url}")
@@ -366,8 +381,7 @@ def download_checks(cfg: DownloadConfig, youtube: bool) -> list[Check]:
     checks = [check_tool("ffmpeg"), check_tool("ffprobe")]
     if cfg.cookies_file is not None:
         checks.append(check_cookies(cfg.cookies_file))
-    if cfg.proxy:
-        checks.append(check_proxy(cfg.proxy))
+    checks += proxy_checks(cfg)
     plugins = check_plugin_dirs(cfg.ytdlp.get("plugin_dirs", ()))
     if "plugin_dirs" in cfg.ytdlp:
         checks.append(plugins)
@@ -386,8 +400,7 @@ def doctor_checks(cfg: DownloadConfig, runner: str | None, urls: Iterable[str] =
     if not plugins.failed:  # yt-dlp cannot start with a plugin folder that is not there
         checks += check_ytdlp(cfg)
     checks.append(check_cookies(cfg.cookies_file))
-    if cfg.proxy:
-        checks.append(check_proxy(cfg.proxy))
+    checks += proxy_checks(cfg)
     checks += [check_filesystem(s, needed=s in used) for s in dict.fromkeys([*used, "gs", "s3"])]
     checks.append(check_runner(runner))
     return checks

@@ -41,6 +41,28 @@ def test_a_proxy_that_listens_on_loopback_is_ok_and_a_closed_port_is_named():
     assert preflight.check_proxy("http://").failed
 
 
+def test_each_proxy_of_a_pool_is_checked_and_a_dead_one_only_warns_while_another_answers(
+    tmp_path,
+):
+    with socket.socket() as server, socket.socket() as closed:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        closed.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+        live = f"http://127.0.0.1:{server.getsockname()[1]}"
+        dead = f"http://127.0.0.1:{closed.getsockname()[1]}"
+        pool = config.DownloadConfig(proxies=(live, dead))
+        checks = preflight.proxy_checks(pool)
+        assert [c.status for c in checks] == ["ok", "warn"], checks
+        assert dead.rsplit(":", 1)[1] in checks[1].detail and "rotates" in checks[1].fix
+        listed = tmp_path / "proxies.txt"
+        listed.write_text(f"# the pool\n{dead}\n")
+        alone = preflight.proxy_checks(config.DownloadConfig(proxies_file=str(listed)))
+        assert [c.status for c in alone] == ["missing"], "no proxy of the pool answers"
+    absent = preflight.proxy_checks(config.DownloadConfig(proxies_file=str(tmp_path / "no")))
+    assert len(absent) == 1 and absent[0].failed and "proxies_file" in absent[0].detail
+    assert preflight.proxy_checks(config.DownloadConfig()) == []
+
+
 def test_the_age_of_yt_dlp_warns_but_does_not_fail():
     from yt_dlp.version import __version__
 
