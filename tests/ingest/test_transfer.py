@@ -173,9 +173,11 @@ def test_a_dripping_sidecar_is_stopped_at_the_deadline(site, tmp_path):
         ref = make_ref(server.url("clip.mp4"), captions=server.url("slow/captions.vtt"))
         run_bounded(lambda: dl.download(ref))
     assert (err.value.category, err.value.transient) == ("network", True)
-    assert server.requests["slow/captions.vtt"] == 2
+    # Two attempts, each probing the media first; under a heavy load the second attempt's
+    # deadline may pass before it reaches the sidecar, so that one may not be asked again.
     assert server.requests["clip.mp4"] == 2  # the probe of each attempt; no media fetched
-    assert len(server.sent) == 2 and max(server.sent) < 1000
+    assert server.requests["slow/captions.vtt"] in (1, 2)
+    assert len(server.sent) == server.requests["slow/captions.vtt"] and max(server.sent) < 1000
 
 
 def test_media_under_the_minimum_rate_is_stopped_after_the_grace(site, tmp_path):
