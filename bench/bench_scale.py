@@ -14,7 +14,7 @@ seconds per video-minute (``local`` minus ``small``, per extra minute), the fixe
 run, shard bytes per video-minute, and S3/local ratios. Medians of ``--repeats``,
 alternating local and s3 so drift hits both.
 
-    .venv/bin/python bench/bench_scale.py --videos 4 --repeats 1 --out bench/scale-measured.json
+    .venv/bin/python bench/bench_scale.py --videos 8 --repeats 1 --out bench/scale-measured.json
 """
 
 from __future__ import annotations
@@ -36,11 +36,19 @@ from devtools.localserve import LocalServer  # noqa: E402
 from devtools.mediagen import cached_speech_video  # noqa: E402
 from devtools.objectstores import LoopbackS3  # noqa: E402
 
-# Runs a command and writes its rusage (children: the whole tree it waited for) as JSON.
+# Runs a command and writes its rusage as JSON: the whole tree's CPU, its largest process's
+# peak RSS. It is the subreaper of the tree and waits for every process in it, so that no
+# process escapes the count however its parent leaves (`python -m ingest` ends with os._exit).
 MEASURE = """
-import json, resource, subprocess, sys, time
+import ctypes, json, os, resource, subprocess, sys, time
+ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
 t = time.perf_counter()
 rc = subprocess.run(sys.argv[2:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
+while True:
+    try:
+        os.wait()
+    except ChildProcessError:
+        break
 u = resource.getrusage(resource.RUSAGE_CHILDREN)
 open(sys.argv[1], "w").write(json.dumps({"rc": rc, "wall": time.perf_counter() - t,
     "cpu": u.ru_utime + u.ru_stime, "max_rss_mb": u.ru_maxrss / 1024}))
@@ -83,7 +91,7 @@ def median_of(runs: list[dict[str, float]]) -> dict[str, float]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--videos", type=int, default=4)
+    p.add_argument("--videos", type=int, default=8)
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--cache", type=Path, default=Path("/tmp/montage-bench"))
     p.add_argument("--out", type=Path)

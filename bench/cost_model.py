@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 BEGIN, END = "<!-- cost-model:begin -->", "<!-- cost-model:end -->"
-GRID = ((100, 100), (100, 1000), (500, 1000), (1000, 1000), (1000, 5000))  # (workers, proxies)
+GRID = ((10, 100), (10, 1000), (25, 1000), (100, 1000), (100, 10000), (250, 10000))  # (workers, proxies)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +103,12 @@ def plan(m: Measured, a: Assumptions, workers: int, proxies: int) -> Plan:
     )
 
 
+def workers_to_keep_up(m: Measured, a: Assumptions, proxies: int) -> int:
+    """The fewest workers whose CPU keeps up with what ``proxies`` download."""
+    per_worker = ceilings(m, a, 1, proxies)
+    return math.ceil(per_worker["proxies"] / min(per_worker["cpu"], per_worker["network"]))
+
+
 def totals(m: Measured, a: Assumptions) -> dict[str, float]:
     video_min = a.videos * a.minutes_per_video * a.kept
     shard_tb = video_min * m.shard_bytes_per_video_min / 1e12
@@ -134,14 +141,15 @@ def tables(m: Measured, a: Assumptions, grid=GRID) -> str:
         f"| shards | {t['shard_tb']:.0f} TB, ${t['storage_usd_month']:,.0f} a month |",
         f"| memory per worker ({a.vcpus_per_worker} processes) | {t['memory_gb_per_worker_used']:.1f} of {a.memory_gb_per_worker:.0f} GB |",
         "",
-        "| workers | proxies | binds | wall time | worker-hours | compute | CPU busy |",
-        "|---:|---:|---|---:|---:|---:|---:|",
+        "| workers | proxies | binds | wall time | worker-hours | compute | CPU busy | workers the proxies need |",
+        "|---:|---:|---|---:|---:|---:|---:|---:|",
     ]
     for workers, proxies in grid:
         p = plan(m, a, workers, proxies)
         lines.append(
             f"| {workers} | {proxies} | {p.binding} | {p.wall_h / 24:.1f} days "
-            f"| {p.worker_hours / 1e3:.0f} k | ${p.compute_usd:,.0f} | {p.cpu_busy:.0%} |"
+            f"| {p.worker_hours / 1e3:.1f} k | ${p.compute_usd:,.0f} | {p.cpu_busy:.0%} "
+            f"| {workers_to_keep_up(m, a, proxies)} |"
         )
     return "\n".join(lines) + "\n"
 
