@@ -26,7 +26,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 BEGIN, END = "<!-- cost-model:begin -->", "<!-- cost-model:end -->"
-GRID = ((10, 100), (10, 1000), (25, 1000), (100, 1000), (100, 10000), (250, 10000))  # (workers, proxies)
+# (workers, proxies)
+GRID = ((10, 100), (10, 1000), (25, 1000), (100, 1000), (100, 10000), (250, 10000))
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +137,7 @@ def tables(m: Measured, a: Assumptions, grid=GRID) -> str:
         "|---|---|",
         f"| videos listed / ending ok | {a.videos / 1e6:.0f} M / {a.videos * a.kept / 1e6:.0f} M |",
         f"| video | {t['video_hours'] / 1e6:.2f} M hours |",
-        f"| CPU, all of it | {t['cpu_core_hours'] / 1e6:.2f} M core-hours |",
+        f"| CPU, all of it | {t['cpu_core_hours']:,.0f} core-hours |",
         f"| downloaded | {t['download_tb']:.0f} TB |",
         f"| shards | {t['shard_tb']:.0f} TB, ${t['storage_usd_month']:,.0f} a month |",
         f"| memory per worker ({a.vcpus_per_worker} processes) | {t['memory_gb_per_worker_used']:.1f} of {a.memory_gb_per_worker:.0f} GB |",
