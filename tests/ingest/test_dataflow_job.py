@@ -34,6 +34,8 @@ FILLED = {
 }
 IMAGE = "europe-west4-docker.pkg.dev/montage-project/montage/montage-worker:ci"
 
+pytestmark = pytest.mark.slow  # the runner's job build: 30 to 60 s on 2 busy cores
+
 
 def readme_recipe(profile: str) -> list[str]:
     """The README's command for ``profile``: its continuation lines joined, split as a shell
