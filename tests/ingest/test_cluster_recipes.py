@@ -1,8 +1,13 @@
-"""The README's Dataflow recipe, run as printed (placeholders filled) plus
+"""The README's cluster recipes.
+
+Dataflow, run as printed (placeholders filled) plus
 `--template_location`: the Dataflow runner builds the job it would submit, stages the
 pipeline to gs:// (a GCS emulator on loopback) and writes the job file instead of
 submitting it. The job must carry the worker image, the dataflow profile's options and
-the same graph as the local runner's."""
+the same graph as the local runner's.
+
+Flink and Spark (their job servers come from Maven Central, out of reach here): each
+command, as printed, parses into the options its runner reads, the profile's included."""
 
 from __future__ import annotations
 
@@ -31,10 +36,11 @@ FILLED = {
     "REGION": "europe-west4",
     "REPO": "montage",
     "TAG": "ci",
+    "HOST": "cluster.internal",
+    "REGISTRY": "registry.internal/team",
 }
 IMAGE = "europe-west4-docker.pkg.dev/montage-project/montage/montage-worker:ci"
-
-pytestmark = pytest.mark.slow  # the runner's job build: 30 to 60 s on 2 busy cores
+SLOW = pytest.mark.slow  # the Dataflow runner's job build: 30 to 60 s on 2 busy cores
 
 
 def readme_recipe(profile: str) -> list[str]:
@@ -122,6 +128,7 @@ def local_graph(inputs: str, output: str) -> beam_runner_api_pb2.Pipeline:
     return p.to_runner_api()
 
 
+@SLOW
 def test_the_readme_recipe_builds_a_dataflow_job_that_runs_the_worker_image(job):
     spec, _, _ = job
     (pool,) = spec["environment"]["workerPools"]
@@ -130,6 +137,7 @@ def test_the_readme_recipe_builds_a_dataflow_job_that_runs_the_worker_image(job)
     assert pool["workerHarnessContainerImage"] == IMAGE
 
 
+@SLOW
 def test_the_job_carries_the_dataflow_profile_options_and_the_recipe_flags(job):
     spec, _, cmd = job
     options = spec["environment"]["sdkPipelineOptions"]["options"]
@@ -150,6 +158,7 @@ def test_the_job_carries_the_dataflow_profile_options_and_the_recipe_flags(job):
     )
 
 
+@SLOW
 def test_the_staged_graph_has_every_step_of_the_local_pipeline(job):
     _, pipeline, cmd = job
     inputs, output = (cmd[cmd.index(flag) + 1] for flag in ("--input", "--output"))
@@ -164,3 +173,27 @@ def test_the_staged_graph_has_every_step_of_the_local_pipeline(job):
     envs = pipeline.components.environments.values()
     payloads = [beam_runner_api_pb2.DockerPayload.FromString(e.payload) for e in envs]
     assert {p.container_image for p in payloads} == {IMAGE}
+
+
+@pytest.mark.parametrize(
+    ("profile", "runner", "master"),
+    [("flink", "FlinkRunner", "flink_master"), ("spark", "SparkRunner", "spark_master_url")],
+)
+def test_the_flink_and_spark_recipes_give_their_runner_the_cluster_and_the_image(
+    profile, runner, master
+):
+    from apache_beam.options.pipeline_options import PortableOptions, StandardOptions
+
+    from ingest.__main__ import parse_args
+
+    args, beam_args = parse_args(readme_recipe(profile)[3:])  # after `python -m ingest`
+    assert args.profile == profile and args.output.startswith("gs://")
+    options = PipelineOptions(config.load().profile(profile).pipeline_args(beam_args))
+    assert options.view_as(StandardOptions).runner == runner
+    portable = options.view_as(PortableOptions)
+    assert portable.environment_type == "DOCKER"
+    assert portable.environment_config == f"registry.internal/team/montage-worker:{FILLED['TAG']}"
+    everything = options.get_all_options()
+    assert everything[master] in ("cluster.internal:8081", "spark://cluster.internal:7077")
+    if profile == "flink":  # one the job server is published for
+        assert everything["flink_version"] == "1.20"
