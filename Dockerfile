@@ -26,10 +26,19 @@ COPY pyproject.toml README.md pipelines.yaml ./
 COPY ingest ./ingest
 COPY shards ./shards
 COPY model ./model
-# The ingest side only: the pins in pyproject.toml, no torch.
-RUN pip install --no-cache-dir . \
-    && python -c "import apache_beam, yt_dlp, webvtt, librosa, ingest.pipeline" \
-    && cd / && python -c "from ingest import config; config.load()" \
+# The ingest side with what the profiles write to: gs:// (gcsfs, Beam's gcp extra) and
+# s3:// (s3fs). Every version comes from pyproject.toml (no pin is written here; a test
+# checks), never torch. `pip check`: the base image's packages and ours agree.
+# DL3013 (pin versions in pip) reads `.[gcp,aws]` as a package name; it is this project,
+# whose pins are in pyproject.toml.
+# hadolint ignore=DL3013
+RUN pip install --no-cache-dir ".[gcp,aws]" \
+    && pip check
+
+# From outside the source folder, so that what is imported is what was installed.
+WORKDIR /
+RUN python -c "import apache_beam, yt_dlp, webvtt, librosa, gcsfs, s3fs, ingest.pipeline" \
+    && python -c "from ingest import config; config.load()" \
     && ffprobe -version >/dev/null
 
 # Warm librosa's numba cache so each worker's first mel is not a 20 s compile.
