@@ -1,4 +1,5 @@
-"""MERLOT's objectives over frames + transcript (no audio): matching, MLM, reordering.
+"""MERLOT's objectives over frames + transcript (no audio): matching, MLM, reordering
+(docs/DESIGN.md section 3.8).
 
 - matching: a text-only pass of the joint encoder over the window's words (in the
   backbone's segment groups), its outputs averaged over each segment's words, through
