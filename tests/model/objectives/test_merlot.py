@@ -178,3 +178,40 @@ def test_matching_mlm_and_reordering_all_learn_on_windows_that_hold_their_answer
     assert last["merlot/order"] < 0.5 and last["merlot/order_acc"] > 0.8  # random: 0.5
     report = evaluate(model, held_out)
     assert report["text->video"].r1 >= 5 * chance and report["video->text"].r1 >= 5 * chance
+
+
+def _sparse(kind: str) -> Batch:
+    batch = _batch(6, B=3)
+    if kind in ("no_words_window", "no_words_batch"):
+        rows = 0 if kind == "no_words_window" else slice(None)
+        batch.text_mask[rows] = False
+        batch.text[rows] = TINY.pad_id
+    if kind == "padded_segments":
+        batch.segment_mask[1, 2:] = False
+        batch.text_mask[1, 2:] = False
+        batch.text[1, 2:] = TINY.pad_id
+    if kind == "one_segment_each":
+        batch.segment_mask[:, 1:] = False
+        batch.text_mask[:, 1:] = False
+        batch.text[:, 1:] = TINY.pad_id
+    batch.check(TINY)
+    return batch
+
+
+@pytest.mark.parametrize(
+    "kind", ["no_words_window", "no_words_batch", "padded_segments", "one_segment_each"]
+)
+def test_missing_words_or_segments_give_finite_losses_and_gradients_everywhere(kind):
+    torch.manual_seed(0)
+    model = Reserve(TINY, merlot(reorder_rate=1.0))
+    out = model(_sparse(kind), torch.Generator().manual_seed(0))
+    assert all(torch.isfinite(v) for v in out.terms.values()), out.terms
+    out.loss.backward()
+    grads = {n: p.grad for n, p in model.named_parameters()}
+    assert all(g is not None and torch.isfinite(g).all() for g in grads.values())
+    if kind == "no_words_batch":
+        assert out.terms["merlot/match"] == 0.0 and out.terms["merlot/mlm"] == 0.0
+    if kind == "one_segment_each":
+        assert out.terms["merlot/order"] == 0.0, "one frame cannot be reordered"
+    else:
+        assert out.terms["merlot/order"] > 0.0
