@@ -82,7 +82,7 @@ class MerlotObjective(nn.Module):
             index = plan.source[:, :, None, None].expand_as(frames.tokens)
             frames = Frames(frames.tokens.gather(1, index), frames.embedding)
             unknown = plan.shuffled
-        position = getattr(self, "unknown_position", None)
+        position = None if plan is None else self.unknown_position  # (D,)
         frame_part = backbone.frame_part(frames, seg, unknown, position)
         text = batch.text
         out: dict[str, Tensor] = {}
