@@ -5,16 +5,21 @@
         --steps 3000 --val-every 250 \\
         --run tiny=configs/tiny.yaml+configs/demo.yaml \\
         --run base=configs/base.yaml+configs/demo-base.yaml      # one GPU
+    python bench/bench_learning.py --out /tmp/learning --steps 200 --run merlot  # a named run
 
 The corpus is `make demo`'s (demo.py: generated narrated videos, served on 127.0.0.1,
 ingested by the Beam pipeline into 20 s windows), larger by default; a second call with
 the same --out renders and downloads nothing. Each --run trains its configs (read left
 to right, as `train.py fit --config A --config B`) for --steps, validating on the
 held-out windows every --val-every steps, each run in its own folder under OUT/runs.
+A run named alone (`--run merlot`) is one of RUNS.
 
 The baseline, measured on the same held-out windows, is chance: recall@1 = 1 / windows.
 Writes OUT/learning.csv (run, step, direction, r1, r1 / chance, median rank) and
-OUT/learning.png (recall@1 / chance against steps), and prints the table.
+OUT/learning.png (recall@1 / chance against steps), and prints the table. Objectives that
+log more than retrieval (MERLOT: MLM and reordering losses and accuracies) get
+OUT/objectives.csv: each such metric at the first training log and at every validation,
+beside its chance level where it has one.
 """
 
 from __future__ import annotations
@@ -30,6 +35,22 @@ sys.path.insert(0, str(ROOT))  # run as a script too
 
 import demo  # noqa: E402
 
+# Named runs: NAME -> configs, read left to right (`--run NAME`).
+RUNS = {
+    "tiny": demo.DEMO_CONFIGS,
+    "merlot": (*demo.DEMO_CONFIGS, ROOT / "configs" / "merlot.yaml"),
+}
+
+# Metrics objectives log besides their loss (`train/...`, `val/...`), with their chance level
+# (None: judged against their first logged value).
+OBJECTIVE_METRICS = {
+    "merlot/match": None,
+    "merlot/mlm": None,
+    "merlot/mlm_acc": None,
+    "merlot/order": None,
+    "merlot/order_acc": 0.5,  # two classes, balanced over pairs
+}
+
 DIRECTIONS = {
     "t2v": "text->video",
     "v2t": "video->text",
@@ -39,7 +60,10 @@ DIRECTIONS = {
 
 
 def parse_run(text: str) -> tuple[str, tuple[Path, ...]]:
-    """``NAME=A.yaml+B.yaml`` -> (NAME, (A, B)); paths are taken from the repository root."""
+    """``NAME=A.yaml+B.yaml`` -> (NAME, (A, B)), paths taken from the repository root; or a
+    name of RUNS alone."""
+    if text in RUNS:
+        return text, RUNS[text]
     name, sep, files = text.partition("=")
     if not sep or not name or not files:
         raise argparse.ArgumentTypeError(f"expected NAME=CONFIG[+CONFIG...], got {text!r}")
@@ -50,13 +74,40 @@ def parse_run(text: str) -> tuple[str, tuple[Path, ...]]:
     return name, paths
 
 
-def validation_rows(runs: Path) -> list[dict[str, float]]:
-    """Every CSV row with validation retrieval figures, in step order (newest log)."""
+def logged_rows(runs: Path) -> list[dict[str, float]]:
+    """Every row of the newest CSV log, in step order, with its empty cells left out."""
     files = sorted(runs.glob("csv/version_*/metrics.csv"), key=lambda p: p.stat().st_mtime)
     if not files:
         raise SystemExit(f"no metrics.csv under {runs}")
-    rows = [r for r in csv.DictReader(files[-1].open()) if r.get("val/t2v_r1")]
-    return [{k: float(v) for k, v in r.items() if v} for r in rows]
+    return [{k: float(v) for k, v in r.items() if v} for r in csv.DictReader(files[-1].open())]
+
+
+def validation_rows(runs: Path) -> list[dict[str, float]]:
+    """Every CSV row with validation retrieval figures, in step order (newest log)."""
+    return [r for r in logged_rows(runs) if "val/t2v_r1" in r]
+
+
+def objective_rows(results: dict[str, list[dict[str, float]]]) -> list[dict[str, object]]:
+    """OBJECTIVE_METRICS against steps: the first training value of each, then every
+    validation value (logged rows of each run, as logged_rows gives them)."""
+    out = []
+    for name, rows in results.items():
+        for metric, chance in OBJECTIVE_METRICS.items():
+            train = [r for r in rows if f"train/{metric}" in r][:1]
+            points = [("train", r, r[f"train/{metric}"]) for r in train]
+            points += [("val", r, r[f"val/{metric}"]) for r in rows if f"val/{metric}" in r]
+            for split, r, value in points:
+                out.append(
+                    {
+                        "run": name,
+                        "step": int(r["step"]) + 1,
+                        "split": split,
+                        "metric": metric,
+                        "value": round(value, 4),
+                        "chance": "" if chance is None else chance,
+                    }
+                )
+    return out
 
 
 def table(results: dict[str, list[dict[str, float]]]) -> list[dict[str, object]]:
@@ -135,13 +186,13 @@ def main(argv: list[str] | None = None) -> int:
         help="one more train.py argument for every run, e.g. --train-arg=--trainer.devices=1",
     )
     args = p.parse_args(argv)
-    runs = dict(args.run or [("tiny", demo.DEMO_CONFIGS)])
+    runs = dict(args.run or [("tiny", RUNS["tiny"])])
 
     st = demo.Stages()
     shards = demo.build_shards(st, args.out, args.videos, args.heldout, args.seed, args.duration_s)
     if shards is None:
         return 1
-    results = {}
+    results, logs = {}, {}
     for name, configs in runs.items():
         with st.stage(
             f"train:{name}", f"{' + '.join(c.name for c in configs)}, {args.steps} steps"
@@ -157,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
             if rc != 0:
                 return rc
             results[name] = validation_rows(args.out / "runs" / name)
+            logs[name] = logged_rows(args.out / "runs" / name)
             print(f"    {name}: {args.steps / (time.monotonic() - started):.2f} steps/s")
     rows = table(results)
     with (args.out / "learning.csv").open("w", newline="") as f:
@@ -177,6 +229,19 @@ def main(argv: list[str] | None = None) -> int:
                 for d in DIRECTIONS.values()
             )
             print(f"{name:<8} {step:>6}  {line}")
+    extra = objective_rows(logs)
+    if extra:
+        with (args.out / "objectives.csv").open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(extra[0]))
+            writer.writeheader()
+            writer.writerows(extra)
+        print("\nobjective metrics (first training log, then each validation):")
+        for r in extra:
+            chance = f"  (chance {r['chance']})" if r["chance"] != "" else ""
+            print(
+                f"{r['run']:<8} {r['step']:>6} {r['split']:<5} {r['metric']:<18} {r['value']:8.4f}{chance}"
+            )
+        print(f"wrote {args.out / 'objectives.csv'}")
     print(f"\nwrote {args.out / 'learning.csv'} and {args.out / 'learning.png'}")
     print("\n" + st.report())
     return 0

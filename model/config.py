@@ -268,6 +268,42 @@ class MvmLossConfig:
 
 
 @dataclass
+class MerlotLossConfig:
+    """MERLOT: frame-transcript matching, attention-masked language modelling, reordering.
+
+    The objective's loss is the weighted sum of its three terms; a term with weight 0
+    builds no head and costs nothing.
+    """
+
+    weight: float = 0.0
+    match_weight: float = 1.0  # contrastive frame <-> its segment's transcript
+    mlm_weight: float = 1.0  # masked language modelling over frames + words
+    order_weight: float = 1.0  # temporal reordering of shuffled frames
+    temperature: float = 0.05  # of the matching term's cosine similarities
+    mask_rate: float = 0.2  # share of a window's word tokens masked
+    attention_share: float = 0.5  # of those, the share taken where the frames attend most
+    reorder_rate: float = 0.4  # share of windows whose frames are (partly) shuffled
+
+    def __post_init__(self) -> None:
+        key = "model.objectives.merlot."
+        for name in ("match_weight", "mlm_weight", "order_weight"):
+            value = getattr(self, name)
+            require(value >= 0, key + name, f"must be >= 0, got {value}")
+        require(
+            self.weight <= 0 or self.match_weight + self.mlm_weight + self.order_weight > 0,
+            key + "weight",
+            "needs a term with weight > 0 (match_weight, mlm_weight or order_weight)",
+        )
+        require(self.temperature > 0, key + "temperature", f"must be > 0, got {self.temperature}")
+        require(
+            0.0 < self.mask_rate <= 1.0, key + "mask_rate", f"{self.mask_rate} is not in (0, 1]"
+        )
+        for name in ("attention_share", "reorder_rate"):
+            rate = getattr(self, name)
+            require(0.0 <= rate <= 1.0, key + name, f"{rate} is not in [0, 1]")
+
+
+@dataclass
 class ObjectiveConfig:
     """Which losses train the model and how much each weighs (weight 0 = off)."""
 
@@ -275,6 +311,7 @@ class ObjectiveConfig:
     combinatorial: CombinatorialLossConfig = field(default_factory=CombinatorialLossConfig)
     milnce: MilNceLossConfig = field(default_factory=MilNceLossConfig)
     mvm: MvmLossConfig = field(default_factory=MvmLossConfig)
+    merlot: MerlotLossConfig = field(default_factory=MerlotLossConfig)
 
     def __post_init__(self) -> None:
         require(
@@ -289,6 +326,7 @@ class ObjectiveConfig:
             "combinatorial": self.combinatorial.weight,
             "milnce": self.milnce.weight,
             "mvm": self.mvm.weight,
+            "merlot": self.merlot.weight,
         }
 
     def enabled(self) -> list[str]:

@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from bench.bench_learning import ROOT, parse_run, table
+from bench.bench_learning import ROOT, RUNS, objective_rows, parse_run, table
 
 
 def test_run_names_configs_from_the_repository_root_in_order():
@@ -35,3 +35,26 @@ def test_rows_count_steps_from_one_and_recall_in_multiples_of_chance():
         "r1_vs_chance": 8.0,
         "median_rank": 6.0,
     }
+
+
+def test_a_named_run_reads_the_configs_of_runs():
+    assert parse_run("merlot") == ("merlot", RUNS["merlot"])
+    assert RUNS["merlot"][-1] == ROOT / "configs" / "merlot.yaml"
+    assert all(p.is_file() for configs in RUNS.values() for p in configs)
+
+
+def test_objective_rows_give_the_first_training_value_then_each_validation():
+    logged = [
+        {"step": 19.0, "train/merlot/order_acc": 0.45, "train/merlot/mlm": 6.2},
+        {"step": 39.0, "train/merlot/order_acc": 0.55},
+        {"step": 49.0, "val/merlot/order_acc": 0.7, "val/merlot/mlm": 4.0, "val/t2v_r1": 0.1},
+    ]
+    rows = objective_rows({"merlot": logged})
+    got = [(r["step"], r["split"], r["metric"], r["value"], r["chance"]) for r in rows]
+    assert got == [
+        (20, "train", "merlot/mlm", 6.2, ""),
+        (50, "val", "merlot/mlm", 4.0, ""),
+        (20, "train", "merlot/order_acc", 0.45, 0.5),
+        (50, "val", "merlot/order_acc", 0.7, 0.5),
+    ]
+    assert objective_rows({"tiny": [{"step": 1.0, "val/t2v_r1": 0.5}]}) == []

@@ -215,6 +215,30 @@ def test_fit_logs_terms_scales_lr_throughput_skips_and_retrieval_to_csv_and_tens
     }
 
 
+def test_fit_with_configs_merlot_yaml_trains_its_three_terms_and_retrieves_text_video(
+    shards, tmp_path
+):
+    cli = main(
+        [
+            *("fit", "--config", str(tiny_config(tmp_path)), "--config"),
+            str(ROOT / "configs" / "merlot.yaml"),
+            *("--data.train_shards", str(shards["train"]), "--data.val_shards", str(shards["val"])),
+            *("--data.steps_per_epoch", "2", "--trainer.max_steps", "2"),
+        ]
+    )
+    assert list(cli.model.model.objectives) == ["merlot"]
+    head = cli.model.model.objectives["merlot"].mlm_bias
+    assert head.shape == (cli.datamodule.vocab_size,), (
+        "the vocabulary head has the tokenizer's size"
+    )
+    rows = logged(tmp_path / "runs")
+    terms = ("match", "mlm", "mlm_acc", "order", "order_acc")
+    for key in [f"{split}/merlot/{t}" for split in ("train", "val") for t in terms]:
+        assert any(r.get(key) for r in rows), f"{key} not logged"
+    assert any(r.get("val/t2v_r1") and r.get("val/v2t_r1") for r in rows)
+    assert not any(r.get("val/a2v_r1") for r in rows), "no audio: no audio directions"
+
+
 def test_validate_runs_on_its_own_from_a_checkpoint_and_repeats_the_last_validation(
     trained, shards
 ):

@@ -9,6 +9,8 @@ needed, each with its video side:
 - text <-> video, from the first enabled of
   - combinatorial: the fusion transformer's single-modality embeddings ``t`` and ``v``;
   - milnce: the frame head ``video`` and the caption head ``text`` (frame and span encoders);
+  - merlot: the matching heads, frame head on the frame encoding and text head on each
+    segment's mean text-only joint output;
   - span: the frame term. Every frame is MASKed and the words stay visible (text view); the
     frame query head on each segment's pooled outputs gives the text side, the frame target
     head on the frame encoder's embedding gives the video side;

@@ -93,9 +93,16 @@ class Backbone(nn.Module):
 
     # ----------------------------------------------------------------- joint inputs
 
-    def frame_part(self, frames: Frames, segment_mask: Tensor) -> Part:
-        """Embedded frame tokens (B, S, Nv, D) and key mask (B, S, Nv)."""
-        x = self.joint_input.frames(frames.tokens)
+    def frame_part(
+        self,
+        frames: Frames,
+        segment_mask: Tensor,
+        unknown: Tensor | None = None,
+        unknown_position: Tensor | None = None,
+    ) -> Part:
+        """Embedded frame tokens (B, S, Nv, D) and key mask (B, S, Nv); `unknown` (B, S)
+        frames get `unknown_position` (D,) for their segment embedding (JointInput.frames)."""
+        x = self.joint_input.frames(frames.tokens, unknown, unknown_position)
         return x, segment_mask[:, :, None].expand(x.shape[:3])
 
     def text_part(
@@ -147,6 +154,25 @@ class Backbone(nn.Module):
         flat = (B * S, T) if per_segment else (B * G, S // G * T)
         y = self.joint(x.reshape(*flat, D), valid.reshape(flat)).view(B, S, T, D)
         return list(y.split([p[0].shape[2] for p in parts], dim=2))
+
+    def attention_received(self, parts: list[Part], queries: Tensor) -> Tensor:
+        """How much each token is attended to by the `queries` (B, S, T) bool of its sequence.
+
+        Parts and sequences as in `fuse` (windows in `segment_groups` runs). Returns (B, S, T):
+        the last joint layer's attention probabilities, averaged over heads and over the
+        query tokens of the token's sequence (0 where a sequence has no query).
+        """
+        assert self.joint is not None, "backbone built without the joint transformer"
+        x = torch.cat([p[0] for p in parts], dim=2)  # (B, S, T, D)
+        valid = torch.cat([p[1] for p in parts], dim=2)  # (B, S, T)
+        B, S, T, D = x.shape
+        assert queries.shape == (B, S, T), f"queries {tuple(queries.shape)} vs {(B, S, T)}"
+        G = self.config.segment_groups
+        n = S // G * T
+        probs = self.joint.last_attention(x.reshape(B * G, n, D), valid.reshape(B * G, n))
+        q = queries.reshape(B * G, n, 1).to(probs.dtype)  # (B*G, n, 1)
+        received = (probs.mean(1) * q).sum(1) / q.sum(1).clamp(min=1.0)  # (B*G, n)
+        return received.view(B, S, T)
 
     def text_view(
         self,

@@ -36,10 +36,20 @@ class JointInput(nn.Module):
         self.text_pos = learned(cfg.max_text_len, D)
         self.audio_pos = learned(cfg.audio_tokens, D) if audio else None
 
-    def frames(self, tokens: Tensor) -> Tensor:
-        """tokens (B, S, Nv, D) -> embedded (B, S, Nv, D)."""
+    def frames(
+        self, tokens: Tensor, unknown: Tensor | None = None, unknown_position: Tensor | None = None
+    ) -> Tensor:
+        """tokens (B, S, Nv, D) -> embedded (B, S, Nv, D).
+
+        Frames marked `unknown` (B, S) bool get `unknown_position` (D,) in place of their
+        segment embedding (MERLOT's temporal reordering hides where a shuffled frame was).
+        """
         S = tokens.shape[1]
-        return tokens + self.frame_pos + self.segment[:S, None] + self.kind[FRAME]
+        segment = self.segment[:S, None]  # (S, 1, D)
+        if unknown is not None:
+            assert unknown_position is not None, "unknown frames need an unknown_position"
+            segment = torch.where(unknown[:, :, None, None], unknown_position, segment)
+        return tokens + self.frame_pos + segment + self.kind[FRAME]
 
     def words(self, emb: Tensor) -> Tensor:
         """Token embeddings (B, S, 3, L, D) -> embedded (B, S, 3, L, D)."""

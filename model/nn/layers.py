@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -43,6 +45,16 @@ class Attention(nn.Module):
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)  # (B, h, T, d)
         return self.proj(y.transpose(1, 2).reshape(B, T, D))
 
+    def weights(self, x: Tensor, key_mask: Tensor | None = None) -> Tensor:
+        """The attention probabilities forward uses (without dropout): (B, h, T queries, T keys)."""
+        B, T, D = x.shape
+        q, k, _ = self.qkv(x).view(B, T, 3, self.heads, D // self.heads).unbind(2)
+        q, k = (t.transpose(1, 2) for t in (q, k))  # (B, h, T, d)
+        logits = q @ k.transpose(-1, -2) / math.sqrt(D // self.heads)  # (B, h, T, T)
+        if key_mask is not None:
+            logits = logits.masked_fill(~key_mask[:, None, None, :], float("-inf"))
+        return logits.softmax(-1)
+
 
 class Block(nn.Module):
     def __init__(
@@ -78,15 +90,29 @@ class Transformer(nn.Module):
         self.ln_f = nn.LayerNorm(width)
 
     def forward(self, x: Tensor, key_mask: Tensor | None = None) -> Tensor:
-        assert x.dim() == 3, f"expected (B, T, D), got {tuple(x.shape)}"
-        if key_mask is not None:
-            assert key_mask.shape == x.shape[:2], f"key_mask {key_mask.shape} vs x {x.shape}"
-            first = torch.zeros_like(key_mask)
-            first[:, 0] = True
-            key_mask = key_mask | (first & ~key_mask.any(1, keepdim=True))  # (B, T)
+        key_mask = self._keys(x, key_mask)
         for block in self.blocks:
             x = block(x, key_mask)
         return self.ln_f(x)
+
+    def last_attention(self, x: Tensor, key_mask: Tensor | None = None) -> Tensor:
+        """Attention probabilities of the last block, (B, h, T, T), heads apart (no dropout)."""
+        key_mask = self._keys(x, key_mask)
+        for block in self.blocks[:-1]:
+            x = block(x, key_mask)
+        last = self.blocks[-1]
+        return last.attn.weights(last.ln1(x), key_mask)
+
+    @staticmethod
+    def _keys(x: Tensor, key_mask: Tensor | None) -> Tensor | None:
+        """The key mask, where a row with no valid token attends to its first token."""
+        assert x.dim() == 3, f"expected (B, T, D), got {tuple(x.shape)}"
+        if key_mask is None:
+            return None
+        assert key_mask.shape == x.shape[:2], f"key_mask {key_mask.shape} vs x {x.shape}"
+        first = torch.zeros_like(key_mask)
+        first[:, 0] = True
+        return key_mask | (first & ~key_mask.any(1, keepdim=True))  # (B, T)
 
 
 def masked_mean(x: Tensor, mask: Tensor, dim: int) -> Tensor:

@@ -11,6 +11,7 @@ builds the enabled ones from `ObjectiveConfig` and weights them.
 
 from model.objectives.combinatorial import CombinatorialObjective
 from model.objectives.common import AUDIO_VIDEO, SPACES, TEXT_VIDEO, Encoded, window_mean
+from model.objectives.merlot import MerlotObjective
 from model.objectives.milnce import MilNceObjective, candidate_index
 from model.objectives.mvm import MvmObjective
 from model.objectives.span import SpanObjective
@@ -21,6 +22,7 @@ __all__ = [
     "TEXT_VIDEO",
     "CombinatorialObjective",
     "Encoded",
+    "MerlotObjective",
     "MilNceObjective",
     "MvmObjective",
     "SpanObjective",

@@ -27,21 +27,23 @@ from model.objectives import (
     SPACES,
     CombinatorialObjective,
     Encoded,
+    MerlotObjective,
     MilNceObjective,
     MvmObjective,
     SpanObjective,
 )
 
 # Which objective supplies a space in `embed`: the first enabled one that aligns it, in this
-# order (the combinatorial heads, then MIL-NCE's, then the span terms'; see
-# model/eval/evaluation.py). Objectives not named here come after, in config order.
-EMBEDDING_PREFERENCE = ("combinatorial", "milnce", "span")
+# order (the combinatorial heads, then MIL-NCE's, MERLOT's matching heads, then the span
+# terms'; see model/eval/evaluation.py). Objectives not named here come after, in config order.
+EMBEDDING_PREFERENCE = ("combinatorial", "milnce", "merlot", "span")
 
 OBJECTIVES = {
     "span": SpanObjective,
     "combinatorial": CombinatorialObjective,
     "milnce": MilNceObjective,
     "mvm": MvmObjective,
+    "merlot": MerlotObjective,
 }
 
 

@@ -12,6 +12,7 @@ import pytest
 
 from model.config import (
     CombinatorialLossConfig,
+    MerlotLossConfig,
     MilNceLossConfig,
     ModelConfig,
     MvmLossConfig,
@@ -49,6 +50,14 @@ ROOT = Path(__file__).resolve().parents[2]
         (lambda: MvmLossConfig(targets=("depth",)), "model.objectives.mvm.targets"),
         (lambda: MvmLossConfig(distance="l3"), "model.objectives.mvm.distance"),
         (lambda: MvmLossConfig(mask_ratio=1.0), "model.objectives.mvm.mask_ratio"),
+        (lambda: MerlotLossConfig(temperature=0.0), "model.objectives.merlot.temperature"),
+        (lambda: MerlotLossConfig(mask_rate=0.0), "model.objectives.merlot.mask_rate"),
+        (
+            lambda: MerlotLossConfig(attention_share=1.5),
+            "model.objectives.merlot.attention_share",
+        ),
+        (lambda: MerlotLossConfig(reorder_rate=-0.1), "model.objectives.merlot.reorder_rate"),
+        (lambda: MerlotLossConfig(mlm_weight=-1.0), "model.objectives.merlot.mlm_weight"),
         (
             lambda: ObjectiveConfig(span=SpanLossConfig(weight=0.0)),
             "model.objectives",
@@ -72,6 +81,8 @@ def test_good_values_and_the_presets_pass():
         assert ModelConfig.from_name(size, max_segments=4).max_segments == 4
     assert SpanLossConfig(mask_rate=0.0, frame_mask_rate=1.0).mask_rate == 0.0
     assert ObjectiveConfig.only("mvm").enabled() == ["mvm"]
+    assert ObjectiveConfig.only("merlot").enabled() == ["merlot"]
+    assert MerlotLossConfig(attention_share=0.0, reorder_rate=1.0).reorder_rate == 1.0
 
 
 def test_the_checks_survive_python_dash_o():

@@ -7,6 +7,7 @@ absent modality gives a zero term with finite gradients.
 """
 
 from model.objectives.losses.combinatorial import CombinatorialLoss, norm_softmax
+from model.objectives.losses.merlot import masked_token_loss, match_nce, order_loss
 from model.objectives.losses.milnce import MilNceLoss
 from model.objectives.losses.mvm import MaskedPatchLoss
 from model.objectives.losses.span import ContrastiveSpanLoss, l2norm, span_nce
@@ -17,6 +18,9 @@ __all__ = [
     "MaskedPatchLoss",
     "MilNceLoss",
     "l2norm",
+    "masked_token_loss",
+    "match_nce",
     "norm_softmax",
+    "order_loss",
     "span_nce",
 ]
