@@ -127,7 +127,8 @@ def build_shards(
     with LocalServer(corpus_dir) as server:
         with st.stage("serve", f"serving the corpus at {server.base_url}"):
             lists = {
-                s: write_inputs(corpus_dir, server.base_url, s, "txt") for s in ("train", "heldout")
+                s: write_inputs(corpus_dir, server.base_url, s, "pages")
+                for s in ("train", "heldout")
             }
             for split, path in lists.items():
                 print(f"    {split}: {path}")

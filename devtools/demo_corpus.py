@@ -328,22 +328,30 @@ def write_inputs(out: Path, base_url: str, split: str = "train", fmt: str = "txt
     ``fmt="txt"``: ``<split>.txt``, one page URL per line (yt-dlp finds the video
     and its subtitle track on the page). ``fmt="csv"``: ``<split>.csv`` with
     ``url,id,captions`` columns: the mp4 URL, the video id and the VTT URL.
+    ``fmt="pages"``: ``<split>.pages.csv`` with ``url,id`` columns: the page URL and the
+    corpus's own id, so the ids (and a resumed run's manifest) do not depend on the port
+    the corpus is served at.
     """
     index = CorpusIndex.load(out)
     base = base_url.rstrip("/")
     videos = index.split(split)
+    name = f"{split}.{fmt}"
     if fmt == "txt":
         text = "".join(f"{base}/videos/{v.id}.html\n" for v in videos)
-    elif fmt == "csv":
-        rows = [["url", "id", "captions"]] + [
-            [f"{base}/videos/{v.id}.mp4", v.id, f"{base}/videos/{v.id}.en.vtt"] for v in videos
-        ]
+    elif fmt in ("csv", "pages"):
+        if fmt == "csv":
+            rows = [["url", "id", "captions"]] + [
+                [f"{base}/videos/{v.id}.mp4", v.id, f"{base}/videos/{v.id}.en.vtt"] for v in videos
+            ]
+        else:
+            rows = [["url", "id"]] + [[f"{base}/videos/{v.id}.html", v.id] for v in videos]
+            name = f"{split}.pages.csv"
         buf = io.StringIO()
         csv.writer(buf, lineterminator="\n").writerows(rows)
         text = buf.getvalue()
     else:
-        raise ValueError(f"fmt must be 'txt' or 'csv', got {fmt!r}")
-    return _write_atomic(Path(out) / f"{split}.{fmt}", text)
+        raise ValueError(f"fmt must be 'txt', 'csv' or 'pages', got {fmt!r}")
+    return _write_atomic(Path(out) / name, text)
 
 
 # --- command line -----------------------------------------------------------

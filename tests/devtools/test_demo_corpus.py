@@ -338,6 +338,9 @@ def test_inputs_list_each_split_by_page_url_and_by_csv(corpus):
     assert held == [
         {"url": f"{base}videos/{vid}.mp4", "id": vid, "captions": f"{base}videos/{vid}.en.vtt"}
     ]
+    pages = write_inputs(corpus.root, base, "heldout", fmt="pages")
+    assert pages.name == "heldout.pages.csv"
+    assert list(csv.DictReader(pages.open())) == [{"url": f"{base}videos/{vid}.html", "id": vid}]
 
 
 def test_served_page_is_read_by_ytdlp_with_its_subtitles(corpus):
