@@ -18,16 +18,18 @@ named ``<space>/<modality>``: ``text-video/text``, ``text-video/video``,
 from __future__ import annotations
 
 import contextlib
+import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import Tensor
 
 from model.config import SUBSEGMENTS
 from model.data.batch import Batch
-from model.data.collate import tokenize_words
+from model.data.collate import DecodeConfig, load_frame, tokenize_words
 from model.inference.loading import Loaded
 from model.objectives import SPACES
 from shards.schema import WordRecord
@@ -147,6 +149,19 @@ class Encoder:
         batch = self.text_batch(sentences)
         return {k: v for k, v in self._embed(batch).items() if k.endswith("/text")}
 
+    def encode_images(self, images: list[bytes]) -> dict[str, Tensor]:
+        """Encoded pictures (JPEG, PNG, ...) -> name -> (N, E) for the video side of every
+        space: each picture is a one-segment window with no words and no audio."""
+        size = self.loaded.decode.frame_size
+        frames = []
+        for i, data in enumerate(images):
+            try:
+                frames.append(picture_frame(data, size))
+            except (OSError, ValueError) as exc:
+                raise ValueError(f"image {i}: does not decode ({exc})") from None
+        batch = image_batch(frames, self.loaded.decode)
+        return {k: v for k, v in self._embed(batch).items() if k.endswith("/video")}
+
     def text_batch(self, sentences: list[str]) -> Batch:
         """One-segment windows holding the sentences; blank frames, no audio."""
         cfg, tok = self.loaded.decode, self.loaded.tokenizer
@@ -179,3 +194,26 @@ def _chunks(batch: Batch, size: int) -> Iterator[Batch]:
             segment_mask=batch.segment_mask[i : i + size],
             audio_present=batch.audio_present[i : i + size],
         )
+
+
+def picture_frame(data: bytes, size: tuple[int, int]) -> np.ndarray:
+    """Picture bytes -> (3, H, W) uint8, centre-cropped and resized as the loader does."""
+    with Image.open(io.BytesIO(data)) as img:
+        img.load()
+        buf = io.BytesIO()
+        img.convert("RGB").save(buf, format="JPEG", quality=95)
+    return load_frame(buf.getvalue(), size)
+
+
+def image_batch(frames: list[np.ndarray], cfg: DecodeConfig) -> Batch:
+    """(3, H, W) uint8 frames -> one-segment windows with no words and no audio."""
+    N = len(frames)
+    L = cfg.max_text_len
+    return Batch(
+        frames=torch.from_numpy(np.stack(frames))[:, None],
+        audio=torch.zeros(N, 1, SUBSEGMENTS, cfg.audio_frames, cfg.n_mels),
+        text=torch.zeros(N, 1, SUBSEGMENTS, L, dtype=torch.int64),
+        text_mask=torch.zeros(N, 1, SUBSEGMENTS, L, dtype=torch.bool),
+        segment_mask=torch.ones(N, 1, dtype=torch.bool),
+        audio_present=torch.zeros(N, dtype=torch.bool),
+    )

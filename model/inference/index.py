@@ -5,7 +5,7 @@
 
 Columns: ``key`` (the window's sample key), ``video_id``, ``url``, ``title``, ``level``
 (``window`` or ``segment``), ``window``, ``segment`` (-1 on a window row), ``start_ms``,
-``end_ms``, ``text`` (the words spoken in the row's span), ``shard``, and one float32
+``end_ms``, ``text`` (the words spoken in the row's span), ``shard`` (its URL), and one float32
 list column per vector (``text-video/video``, ...; null where the row lacks that
 modality). Each file's Parquet metadata records the weights' digest, so a resumed run
 never mixes two models in one index.
@@ -128,7 +128,7 @@ def embed_shard(encoder: Encoder, url: str, batch_size: int) -> tuple[pa.Table |
         samples = [s for s, _ in pending]
         vecs = encoder.encode_windows(collate([e for _, e in pending]))
         names[:] = list(vecs.windows)
-        rows.extend(_rows(samples, vecs, layout.shard_name(url), cfg.max_segments))
+        rows.extend(_rows(samples, vecs, url, cfg.max_segments))
         result.windows += len(samples)
         pending.clear()
 
