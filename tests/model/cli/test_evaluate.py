@@ -1,0 +1,37 @@
+"""`python -m model evaluate`: the recall validation logged, from the checkpoint alone."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from model.cli.main import main
+
+SHORT = {"text->video": "t2v", "video->text": "v2t", "audio->video": "a2v", "video->audio": "v2a"}
+
+
+def test_evaluate_reports_what_validation_logged_for_the_same_windows(trained_run, capsys):
+    code = main(["evaluate", str(trained_run.val), "--checkpoint", str(trained_run.checkpoint),
+                 "--json", "--batch-size", "5"])  # fmt: skip
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    logged = trained_run.last_validation()
+    for direction, short in SHORT.items():
+        got = report[direction]
+        assert got["n"] == logged["val/n"]
+        for metric, key in (("r1", "r1"), ("r5", "r5"), ("r10", "r10"), ("median_rank", "medr")):
+            assert got[metric] == pytest.approx(logged[f"val/{short}_{key}"], abs=1e-6), (
+                direction,
+                metric,
+            )
+    assert report["shards_skipped"] == 0
+
+
+def test_evaluate_prints_a_table(trained_run, capsys):
+    assert (
+        main(["evaluate", str(trained_run.val), "--checkpoint", str(trained_run.checkpoint)]) == 0
+    )
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["direction", "n", "R@1", "R@5", "R@10", "MedR"]
+    assert [ln.split()[0] for ln in lines[1:]] == list(SHORT)
