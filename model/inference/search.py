@@ -31,28 +31,39 @@ class Hits:
     ids: np.ndarray  # (Q, k) int64 row numbers; -1 where the index has fewer than k rows
 
 
+class ExactIndex:
+    """Unit vectors of the index, normalized once; search is a blocked matrix product."""
+
+    def __init__(self, matrix: np.ndarray, valid: np.ndarray | None = None) -> None:
+        self.matrix = normalized(matrix)  # (N, E)
+        self.valid = valid  # (N,) bool or None
+
+    def search(self, queries: np.ndarray, k: int) -> Hits:
+        q = normalized(queries)
+        Q, N = q.shape[0], self.matrix.shape[0]
+        best_s = np.full((Q, 0), -np.inf, np.float32)
+        best_i = np.zeros((Q, 0), np.int64)
+        for start in range(0, N, BLOCK_ROWS):
+            s = q @ self.matrix[start : start + BLOCK_ROWS].T  # (Q, b)
+            if self.valid is not None:
+                s[:, ~self.valid[start : start + BLOCK_ROWS]] = -np.inf
+            kk = min(k, s.shape[1])
+            part = np.argpartition(-s, kk - 1, axis=1)[:, :kk]
+            best_s = np.concatenate([best_s, np.take_along_axis(s, part, 1)], axis=1)
+            best_i = np.concatenate([best_i, part + start], axis=1)
+            keep = np.argsort(-best_s, axis=1, kind="stable")[:, :k]
+            best_s = np.take_along_axis(best_s, keep, 1)
+            best_i = np.take_along_axis(best_i, keep, 1)
+        best_i = np.where(np.isfinite(best_s), best_i, -1)
+        return Hits(best_s.astype(np.float32), best_i)
+
+
 def exact_top_k(
     queries: np.ndarray, matrix: np.ndarray, k: int, valid: np.ndarray | None = None
 ) -> Hits:
-    """The k rows of ``matrix`` (N, E) with the highest cosine to each query (Q, E).
+    """The k rows of ``matrix`` (N, E) with the highest cosine to each query (Q, E);
     ``valid`` (N,) bool leaves rows out."""
-    q = normalized(queries)
-    Q, N = q.shape[0], matrix.shape[0]
-    best_s = np.full((Q, 0), -np.inf, np.float32)
-    best_i = np.zeros((Q, 0), np.int64)
-    for start in range(0, N, BLOCK_ROWS):
-        block = normalized(matrix[start : start + BLOCK_ROWS])
-        s = q @ block.T  # (Q, b)
-        if valid is not None:
-            s[:, ~valid[start : start + BLOCK_ROWS]] = -np.inf
-        kk = min(k, s.shape[1])
-        part = np.argpartition(-s, kk - 1, axis=1)[:, :kk]
-        best_s = np.concatenate([best_s, np.take_along_axis(s, part, 1)], axis=1)
-        best_i = np.concatenate([best_i, part + start], axis=1)
-        keep = np.argsort(-best_s, axis=1, kind="stable")[:, :k]
-        best_s, best_i = np.take_along_axis(best_s, keep, 1), np.take_along_axis(best_i, keep, 1)
-    best_i = np.where(np.isfinite(best_s), best_i, -1)
-    return Hits(best_s.astype(np.float32), best_i)
+    return ExactIndex(matrix, valid).search(queries, k)
 
 
 class ApproximateIndex:
