@@ -8,5 +8,14 @@ embeddings. Imports no training code (no Lightning).
 
 from model.inference.encoder import Encoder, WindowVectors
 from model.inference.loading import CheckpointError, Loaded, load_checkpoint
+from model.inference.video import VideoVectors, encode_video
 
-__all__ = ["CheckpointError", "Encoder", "Loaded", "WindowVectors", "load_checkpoint"]
+__all__ = [
+    "CheckpointError",
+    "Encoder",
+    "Loaded",
+    "VideoVectors",
+    "WindowVectors",
+    "encode_video",
+    "load_checkpoint",
+]

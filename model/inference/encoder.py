@@ -149,6 +149,12 @@ class Encoder:
         batch = self.text_batch(sentences)
         return {k: v for k, v in self._embed(batch).items() if k.endswith("/text")}
 
+    def encode_video(self, path_or_url: str, captions: str | None = None):
+        """Every window and segment of a video file or URL (model/inference/video.py)."""
+        from model.inference.video import encode_video
+
+        return encode_video(self, path_or_url, captions)
+
     def encode_images(self, images: list[bytes]) -> dict[str, Tensor]:
         """Encoded pictures (JPEG, PNG, ...) -> name -> (N, E) for the video side of every
         space: each picture is a one-segment window with no words and no audio."""
