@@ -86,7 +86,7 @@ class ApproximateIndex:
             flat = faiss.IndexFlatIP(E)
             flat.add(x)
             return cls(flat, nprobe=0)
-        nlist = nlist or max(1, min(4096, int(4 * math.sqrt(N)), N // 40))
+        nlist = nlist or max(1, min(4096, int(math.sqrt(N)), N // 40))
         quantizer = faiss.IndexFlatIP(E)
         index = faiss.IndexIVFFlat(quantizer, E, nlist, faiss.METRIC_INNER_PRODUCT)
         rng = np.random.default_rng(seed)
