@@ -3,8 +3,9 @@
 Each hit: the video id, start and end, a link that opens the video at that moment
 (``https://www.youtube.com/watch?v=ID&t=Ns`` for YouTube, ``URL#t=N`` otherwise), the
 transcript around it and the cosine score. Text queries are matched against the video
-side of the text <-> video space; a picture (``--image``) goes through the video pathway
-and is matched against the same column, video to video. Search is exact (a matrix
+side of the text <-> video space; a picture (``--image``) or a video (``--video``, the
+mean of its segments' unit vectors) goes through the video pathway and is matched
+against the same column, video to video. Search is exact (a matrix
 product, in blocks) unless ``--approximate`` or the index is larger than
 ``--exact-limit`` rows; then faiss IVF (see model/inference/search.py).
 """
@@ -35,6 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("queries", nargs="*", metavar="TEXT", help="sentences to look for")
     parser.add_argument("--image", action="append", default=[], metavar="FILE",
                         help="a picture to look for (through the video pathway); repeatable")  # fmt: skip
+    parser.add_argument("--video", action="append", default=[], metavar="FILE",
+                        help="a video file or URL to look for (its segments' mean); repeatable")  # fmt: skip
     parser.add_argument("-k", type=int, default=5, help="moments per query (default 5)")
     parser.add_argument("--level", choices=index_io.LEVELS, default="segment",
                         help="rank segments (default) or whole windows")  # fmt: skip
@@ -81,8 +84,8 @@ def search(idx: index_io.Index, queries: np.ndarray, k: int, approximate: bool) 
 
 
 def run(args: argparse.Namespace) -> int:
-    if not args.queries and not args.image:
-        raise CommandError("nothing to look for: give a sentence or --image FILE")
+    if not args.queries and not args.image and not args.video:
+        raise CommandError("nothing to look for: give a sentence, --image FILE or --video FILE")
     if args.k < 1:
         raise CommandError(f"-k must be at least 1, got {args.k}")
     images = []
@@ -105,6 +108,14 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise CommandError(f"--image: {exc}") from None
         labels += [f"image {p}" for p in args.image]
+    for video in args.video:
+        try:
+            got = encoder.encode_video(video)
+        except ValueError as exc:
+            raise CommandError(f"--video {exc}") from None
+        seg = got.vectors.segments[TARGET][got.vectors.segment_present[TARGET]]  # (n, E)
+        vectors.append(index_io.normalized(seg.numpy()).mean(0, keepdims=True))
+        labels.append(f"video {video}")
     approximate = args.approximate or len(idx) > args.exact_limit
     hits = search(idx, np.concatenate(vectors), args.k, approximate)
     lookup = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -83,6 +84,52 @@ def test_a_picture_query_and_a_contact_sheet(trained_run, made, capsys, tmp_path
     results = json.loads(out)["results"]
     assert [r["query"] for r in results] == ["w1_2", f"image {pic}"]
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_video_query_finds_its_own_segments_first(trained_run, capsys, tmp_path):
+    from devtools import mediagen
+
+    video = mediagen.make_video(tmp_path / "q.mp4", 22.0, audio="speech", width=320, height=180)
+    enc = Encoder(load_checkpoint(str(trained_run.checkpoint)))
+    own = enc.encode_video(str(video)).vectors
+    assert own.segment_present["text-video/video"].sum() == 4
+    code, out, err = search(
+        trained_run, trained_run.val.parent / "nothing", capsys, "--video", str(video)
+    )
+    assert code == 1 and "no such index folder" in err
+    idx_dir = tmp_path / "idx"  # an index of the query video's own shards, beside the val set
+    from ingest import config as ingest_config
+    from ingest.core import VideoSource, process_video
+    from shards.manifest import ManifestRow
+    from shards.writer import ShardWriter
+
+    settings = ingest_config.load().ingest.core
+    core = dataclasses.replace(settings, filters=ingest_config.FilterConfig(require_captions=False,
+                               min_words_per_window=None))  # fmt: skip
+    samples = process_video(video, None, core, VideoSource("query", "file://q")).samples
+    with ShardWriter(str(tmp_path / "shards"), "q") as w:
+        w.add_video(samples, ManifestRow(video_id="query", url="file://q", status="ok"))
+    for shards in (trained_run.val, tmp_path / "shards"):
+        assert (
+            main(
+                [
+                    "embed",
+                    str(shards),
+                    "--out",
+                    str(idx_dir),
+                    "--checkpoint",
+                    str(trained_run.checkpoint),
+                ]
+            )
+            == 0
+        )
+    code, out, err = search(
+        trained_run, idx_dir, capsys, "--video", str(video), "-k", "4", "--json"
+    )
+    assert code == 0, err
+    (result,) = json.loads(out)["results"]
+    assert result["query"] == f"video {video}"
+    assert [m["video_id"] for m in result["moments"]] == ["query"] * 4, "its own 4 segments first"
 
 
 @pytest.mark.parametrize(
