@@ -14,12 +14,17 @@ from __future__ import annotations
 import argparse
 import json
 
+import numpy as np
 import pytest
 import torch
 
 import demo
+from devtools.demo_assets import VOCABULARY
+from model.cli.main import main as model_main
 from model.data.datamodule import ShardDataModule
 from model.eval.evaluation import evaluate
+from model.inference import Encoder, index, load_checkpoint
+from model.inference.search import exact_top_k
 from model.train.module import ReserveModule
 from shards.manifest import load_state
 
@@ -106,3 +111,41 @@ def test_a_demo_receipt_counts_only_for_the_source_it_was_made_from(tmp_path):
     (tmp_path / demo.RECEIPT).write_text(json.dumps(receipt))
     assert demo.read_receipt(tmp_path) is None
     assert demo.read_receipt(tmp_path / "nothing") is None
+
+
+SEARCH_K = 10
+# precision@10 must reach this many times a random ranking's. Measured on the demo corpus
+# (24 phrases, 256 held-out segments; a random ranking gives 0.056), training seeds 0 and 1:
+# after 400 steps 0.250 (4.5x) and 0.237 (4.2x); after 200 steps 0.167 (3.0x) and 0.217
+# (3.9x). At window level the margin is smaller (1.7x), so segments are ranked.
+SEARCH_FACTOR = 2.5
+TARGET = "text-video/video"
+
+
+def precision_at_k(texts: list[str], hits: np.ndarray, queries: list[str]) -> np.ndarray:
+    return np.array(
+        [np.mean([q in texts[i] for i in row]) for q, row in zip(queries, hits, strict=True)]
+    )
+
+
+@pytest.mark.slow
+def test_a_spoken_phrase_finds_moments_that_say_it_far_above_a_random_ranking(demo_run, tmp_path):
+    """The demo narrates 24 coloured shapes ("red circle", ...). Each name spoken at least
+    twice in the held-out videos is a query against the held-out segments; precision@10
+    is the share of its 10 best segments whose words contain the name, a random
+    ranking's is the share of all segments that do."""
+    ckpt = demo_run / "runs" / "checkpoints" / "last.ckpt"
+    out = tmp_path / "index"
+    heldout = str(demo_run / "shards" / "heldout")
+    assert model_main(["embed", heldout, "--out", str(out), "--checkpoint", str(ckpt)]) == 0
+    idx = index.load_index(str(out), "segment", [TARGET])
+    texts = idx.meta["text"]
+    queries = [it.name for it in VOCABULARY if sum(it.name in t for t in texts) >= 2]
+    assert len(queries) >= 8, f"the held-out videos speak only {queries}"
+    sentences = [f"a {q}" for q in queries]  # as the narration says them
+    vectors = Encoder(load_checkpoint(str(ckpt))).encode_text(sentences)["text-video/text"].numpy()
+    hits = exact_top_k(vectors, idx.vectors[TARGET], SEARCH_K, idx.present[TARGET]).ids
+    found = precision_at_k(texts, hits, queries)
+    chance = np.array([np.mean([q in t for t in texts]) for q in queries])
+    summary = f"precision@{SEARCH_K} {found.mean():.3f}, random {chance.mean():.3f}, {len(queries)} phrases"
+    assert found.mean() >= SEARCH_FACTOR * chance.mean(), summary

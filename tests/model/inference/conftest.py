@@ -1,0 +1,1 @@
+from tests.model.inference.fixtures import trained_run  # noqa: F401
