@@ -93,16 +93,16 @@ def tokenizer_from(state: dict[str, Any], where: str) -> Tokenizer:
     """The run's tokenizer: ``montage_tokenizer`` when the checkpoint carries one, else
     bytes (a checkpoint from a run whose data module named another tokenizer but did not
     carry it cannot be used: its ids would mean nothing)."""
-    carried = state.get("montage_tokenizer")
-    from_state = getattr(tokenizers, "from_state", None)
+    carried = state.get(tokenizers.CHECKPOINT_KEY)
     if carried is not None:
-        if from_state is None:
-            raise CheckpointError(f"{where}: carries a tokenizer this version cannot rebuild")
-        return from_state(carried)
+        try:
+            return tokenizers.from_state(carried)
+        except ValueError as exc:
+            raise CheckpointError(f"{where}: its tokenizer cannot be rebuilt: {exc}") from None
     spec = (state.get("datamodule_hyper_parameters") or {}).get("tokenizer", "bytes")
     if spec not in (None, "bytes"):
         raise CheckpointError(f"{where}: trained with tokenizer {spec!r}, which it does not carry")
-    return from_state(None) if from_state is not None else tokenizers.ByteTokenizer()
+    return tokenizers.from_state(None)
 
 
 def digest_of(weights: dict[str, torch.Tensor]) -> str:
