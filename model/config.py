@@ -233,6 +233,30 @@ class MilNceLossConfig:
 
 
 @dataclass
+class FacLossConfig:
+    """MMV's fine and coarse spaces: video-audio NCE in the fine space, video-text MIL-NCE in
+    the coarse space that video (and audio) reach through one fine-to-coarse head."""
+
+    weight: float = 0.0
+    temperature: float = 0.07  # both terms score cosine similarity / temperature
+    audio_weight: float = 1.0  # of the video-audio NCE term
+    text_weight: float = 1.0  # of the video-text MIL-NCE term
+    num_candidates: int = 3  # K captions per frame, as in milnce
+
+    def __post_init__(self) -> None:
+        key = "model.objectives.fac."
+        require(self.temperature > 0, key + "temperature", f"must be > 0, got {self.temperature}")
+        for name in ("audio_weight", "text_weight"):  # FAC is both terms; milnce is text alone
+            value = getattr(self, name)
+            require(value > 0, key + name, f"must be > 0, got {value}")
+        require(
+            self.num_candidates >= 1,
+            key + "num_candidates",
+            f"must be >= 1 (at least one candidate caption), got {self.num_candidates}",
+        )
+
+
+@dataclass
 class MvmLossConfig:
     """Masked visual modelling (VIOLETv2) on frame patches, predicted from the joint output."""
 
@@ -272,6 +296,7 @@ class ObjectiveConfig:
     combinatorial: CombinatorialLossConfig = field(default_factory=CombinatorialLossConfig)
     milnce: MilNceLossConfig = field(default_factory=MilNceLossConfig)
     mvm: MvmLossConfig = field(default_factory=MvmLossConfig)
+    fac: FacLossConfig = field(default_factory=FacLossConfig)
 
     def __post_init__(self) -> None:
         require(
@@ -286,6 +311,7 @@ class ObjectiveConfig:
             "combinatorial": self.combinatorial.weight,
             "milnce": self.milnce.weight,
             "mvm": self.mvm.weight,
+            "fac": self.fac.weight,
         }
 
     def enabled(self) -> list[str]:

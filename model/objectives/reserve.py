@@ -27,21 +27,23 @@ from model.objectives import (
     SPACES,
     CombinatorialObjective,
     Encoded,
+    FacObjective,
     MilNceObjective,
     MvmObjective,
     SpanObjective,
 )
 
 # Which objective supplies a space in `embed`: the first enabled one that aligns it, in this
-# order (the combinatorial heads, then MIL-NCE's, then the span terms'; see
+# order (the combinatorial heads, then FAC's, MIL-NCE's, then the span terms'; see
 # model/eval/evaluation.py). Objectives not named here come after, in config order.
-EMBEDDING_PREFERENCE = ("combinatorial", "milnce", "span")
+EMBEDDING_PREFERENCE = ("combinatorial", "fac", "milnce", "span")
 
 OBJECTIVES = {
     "span": SpanObjective,
     "combinatorial": CombinatorialObjective,
     "milnce": MilNceObjective,
     "mvm": MvmObjective,
+    "fac": FacObjective,
 }
 
 

@@ -7,6 +7,7 @@ absent modality gives a zero term with finite gradients.
 """
 
 from model.objectives.losses.combinatorial import CombinatorialLoss, norm_softmax
+from model.objectives.losses.fac import FacLoss, nce
 from model.objectives.losses.milnce import MilNceLoss
 from model.objectives.losses.mvm import MaskedPatchLoss
 from model.objectives.losses.span import ContrastiveSpanLoss, l2norm, span_nce
@@ -14,9 +15,11 @@ from model.objectives.losses.span import ContrastiveSpanLoss, l2norm, span_nce
 __all__ = [
     "CombinatorialLoss",
     "ContrastiveSpanLoss",
+    "FacLoss",
     "MaskedPatchLoss",
     "MilNceLoss",
     "l2norm",
+    "nce",
     "norm_softmax",
     "span_nce",
 ]
