@@ -98,8 +98,24 @@ class CombinatorialObjective(nn.Module):
         """(B, E) window embedding of any subset of modalities ('v', 'ta', 'tva', ...), for
         windows of any number of segments: per segment, the group's modalities in one fusion
         pass, each member through its head and normalized, averaged over the members the
-        segment holds; then averaged over the segments that hold any of them."""
+        segment holds; then averaged over the segments that hold any of them. A window
+        longer than max_segments is fused max_segments segments at a time (the fusion is per
+        segment; only the segment-index embedding restarts)."""
         assert group and self.covers(group), f"no head for every modality of {group!r}"
+        S, most = batch.num_segments, backbone.config.max_segments
+        if most >= S:
+            units, held = self._segment_units(backbone, encoded, batch, group)
+        else:
+            chunks = [_segments(batch, start, min(start + most, S)) for start in range(0, S, most)]
+            pieces = [self._segment_units(backbone, Encoded(backbone, c), c, group) for c in chunks]
+            units = torch.cat([u for u, _ in pieces], dim=1)  # (B, S, E)
+            held = torch.cat([h for _, h in pieces], dim=1)  # (B, S)
+        return window_mean(units, held)  # (B, E)
+
+    def _segment_units(
+        self, backbone: Backbone, encoded: Encoded, batch: Batch, group: str
+    ) -> tuple[Tensor, Tensor]:
+        """Per-segment embeddings of `group` (B, S, E) and the segments holding any of it (B, S)."""
         builders, present = _inputs(backbone, encoded, batch)
         parts = [builders[m]() for m in group]
         outputs = backbone.fuse(parts, per_segment=True)  # each (B, S, T_m, D)
@@ -111,7 +127,7 @@ class CombinatorialObjective(nn.Module):
         )  # (M, B, S, E)
         held = torch.stack([present[m] for m in group])  # (M, B, S)
         units = (members * held[..., None]).sum(0) / held.sum(0).clamp(min=1)[..., None]
-        return window_mean(units, held.any(0))  # (B, E)
+        return units, held.any(0)
 
     def scales(self) -> dict[str, Tensor]:
         """No learned scale: the temperature is fixed."""
@@ -130,3 +146,15 @@ def _inputs(
     }
     present = {"v": seg, "t": batch.text_present.any(-1), "a": batch.audio_valid[:, :, 0]}
     return builders, present
+
+
+def _segments(batch: Batch, start: int, stop: int) -> Batch:
+    """Segments start..stop of every window, as windows of their own (no span masks)."""
+    return Batch(
+        frames=batch.frames[:, start:stop],
+        audio=batch.audio[:, start:stop],
+        text=batch.text[:, start:stop],
+        text_mask=batch.text_mask[:, start:stop],
+        segment_mask=batch.segment_mask[:, start:stop],
+        audio_present=batch.audio_present,
+    )
