@@ -4,16 +4,21 @@ A window's embeddings come from the heads that the enabled objectives train to a
 that retrieval measures what pretraining learned (a projection that no loss trains would
 score chance). They are read through `Reserve.embed`, which asks each objective's public
 `embed` for the spaces it aligns; nothing here knows an objective's heads. Two spaces are
-needed, each with its video side:
+always asked for, each with its video side (FAC: text <-> video in its coarse space, audio <->
+video in its fine space), and two more where an objective aligns them: text <-> audio
+(combinatorial ``t`` and ``a``; FAC's coarse space) and text <-> fused video + audio
+(combinatorial, Everything at Once's ``t -> va``):
 
 - text <-> video, from the first enabled of
   - combinatorial: the fusion transformer's single-modality embeddings ``t`` and ``v``;
+  - fac: the caption head, and the fine-to-coarse head on the frame head (coarse space);
   - milnce: the frame head ``video`` and the caption head ``text`` (frame and span encoders);
   - span: the frame term. Every frame is MASKed and the words stay visible (text view); the
     frame query head on each segment's pooled outputs gives the text side, the frame target
     head on the frame encoder's embedding gives the video side;
 - audio <-> video, from the first enabled of
   - combinatorial: ``a`` and ``v``;
+  - fac: the fine audio and frame heads;
   - span: the audio term. Every sub-segment's words are MASKed (text view: only the frames
     are seen); the audio query head at the MASKs gives the video side, the audio target
     head on the audio encoder's CLS the audio side.
@@ -25,6 +30,9 @@ space (MVM alone: no retrieval).
 
     emb = embed_batch(model, batch)        # Embeddings of B windows
     scores = evaluate(model, batches)      # {"text->video": RetrievalScores, ...}
+
+`evaluate` also scores still frames against their segment's words (image <-> text,
+model/eval/deflation.py).
 """
 
 from __future__ import annotations
