@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from bench.bench_learning import ROOT, parse_run, table
+from bench.bench_learning import ROOT, chance_losses, parse_run, table
 
 
 def test_run_names_configs_from_the_repository_root_in_order():
@@ -35,3 +35,24 @@ def test_rows_count_steps_from_one_and_recall_in_multiples_of_chance():
         "r1_vs_chance": 8.0,
         "median_rank": 6.0,
     }
+
+
+def test_still_frame_rows_count_chance_over_stills_and_new_directions_get_rows():
+    logged = {
+        "step": 49.0,
+        "val/n": 64.0,
+        "val/n_stills": 200.0,
+        "val/t2va_r1": 0.25,
+        "val/t2va_medr": 3.0,
+        "val/i2t_r1": 0.05,
+        "val/i2t_medr": 20.0,
+    }
+    rows = {r["direction"]: r for r in table({"fac": [logged]})}
+    assert set(rows) == {"text->fused", "image->text"}
+    assert (rows["text->fused"]["windows"], rows["text->fused"]["r1_vs_chance"]) == (64, 16.0)
+    assert (rows["image->text"]["windows"], rows["image->text"]["r1_vs_chance"]) == (200, 10.0)
+
+
+def test_losses_with_a_chance_term_are_listed_beside_it():
+    logged = {"step": 199.0, "val/fac": 4.5, "val/fac/chance": 9.0, "val/span/frame": 1.0}
+    assert chance_losses({"fac": [logged]}) == [("fac", 200, "fac", 4.5, 9.0)]
