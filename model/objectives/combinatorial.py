@@ -6,6 +6,10 @@ single-segment sequences of one modality (t, v, a) or two (va, ta, tv). A modali
 embedding is the mean of its fusion outputs, through its projection head, normalized;
 a fused pair's embedding is the mean of its two members' normalized embeddings. The
 loss is CombinatorialLoss over the configured pairs, on present-modality rows.
+
+At test time (`embed`, `embed_group`) any subset of modalities is fused the same way,
+in windows of any number of segments; the text <-> fused space pairs `t` with `va`,
+EAO's headline text -> video + audio direction (docs/DESIGN.md section 3.7).
 """
 
 from __future__ import annotations
