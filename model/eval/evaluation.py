@@ -129,20 +129,20 @@ def embed_batch(model: Reserve, batch: Batch) -> Embeddings:
     spaces = model.embed(batch, SPACES)
     words = batch.text_present.flatten(1).any(1)  # (B,) the window has words
     sound = batch.audio_valid.flatten(1).any(1)  # (B,) the window has audio
-    needs = {
-        TEXT_VIDEO: ("text", "video", words),
-        AUDIO_VIDEO: ("audio", "video", sound),
-        TEXT_AUDIO: ("text", "audio", words & sound),
-        TEXT_FUSED: ("text", "fused", words & sound),
-    }
-    values = []
-    for space, (left, right, present) in needs.items():
-        if space in spaces:
-            values += [spaces[space][left], spaces[space][right], present]
-        else:
-            values += [zeros, zeros, none]
-    tv, av, ta, tf = (values[i : i + 3] for i in range(0, 12, 3))
-    return Embeddings(tv[0], tv[1], av[0], av[1], tv[2], av[2], *ta, *tf)
+
+    def sides(space: str, left: str, right: str, present: Tensor) -> tuple[Tensor, ...]:
+        if space not in spaces:
+            return zeros, zeros, none
+        return spaces[space][left], spaces[space][right], present
+
+    text, video_t, has_text = sides(TEXT_VIDEO, "text", "video", words)
+    audio, video_a, has_audio = sides(AUDIO_VIDEO, "audio", "video", sound)
+    text_ta, audio_ta, has_ta = sides(TEXT_AUDIO, "text", "audio", words & sound)
+    text_f, fused, has_f = sides(TEXT_FUSED, "text", "fused", words & sound)
+    return Embeddings(
+        text, video_t, audio, video_a, has_text, has_audio,
+        text_ta, audio_ta, has_ta, text_f, fused, has_f,
+    )  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- scores
