@@ -14,12 +14,14 @@ to right, as `train.py fit --config A --config B`) for --steps, validating on th
 held-out windows every --val-every steps, each run in its own folder under OUT/runs.
 A run named alone (`--run merlot`) is one of RUNS.
 
-The baseline, measured on the same held-out windows, is chance: recall@1 = 1 / windows.
-Writes OUT/learning.csv (run, step, direction, r1, r1 / chance, median rank) and
-OUT/learning.png (recall@1 / chance against steps), and prints the table. Objectives that
-log more than retrieval (MERLOT: MLM and reordering losses and accuracies) get
-OUT/objectives.csv: each such metric at the first training log and at every validation,
-beside its chance level where it has one.
+The baseline, measured on the same held-out windows, is chance: recall@1 = 1 / windows
+(image <-> text: 1 / still frames, every held-out segment with words). An objective that
+logs a `chance` term (fac: its loss when every score is equal) gets its held-out loss
+printed beside it. Writes OUT/learning.csv (run, step, direction, r1, r1 / chance, median
+rank) and OUT/learning.png (recall@1 / chance against steps), and prints the tables. Objectives that log more
+than retrieval (MERLOT: MLM and reordering losses and accuracies) get OUT/objectives.csv:
+each such metric at the first training log and at every validation, beside its chance
+level where it has one.
 """
 
 from __future__ import annotations
@@ -56,7 +58,13 @@ DIRECTIONS = {
     "v2t": "video->text",
     "a2v": "audio->video",
     "v2a": "video->audio",
+    "t2a": "text->audio",
+    "a2t": "audio->text",
+    "t2va": "text->fused",  # Everything at Once's text -> video + audio
+    "i2t": "image->text",  # still frames through the video pathway (deflation)
+    "t2i": "text->image",
 }
+STILLS = ("i2t", "t2i")  # scored over still frames (val/n_stills), not windows (val/n)
 
 
 def parse_run(text: str) -> tuple[str, tuple[Path, ...]]:
@@ -114,10 +122,10 @@ def table(results: dict[str, list[dict[str, float]]]) -> list[dict[str, object]]
     out = []
     for name, rows in results.items():
         for r in rows:
-            n = r["val/n"]
             for short, direction in DIRECTIONS.items():
                 if f"val/{short}_r1" not in r:
                     continue
+                n = r["val/n_stills"] if short in STILLS else r["val/n"]
                 r1 = r[f"val/{short}_r1"]
                 out.append(
                     {
@@ -133,14 +141,35 @@ def table(results: dict[str, list[dict[str, float]]]) -> list[dict[str, object]]
     return out
 
 
+def chance_losses(
+    results: dict[str, list[dict[str, float]]],
+) -> list[tuple[str, int, str, float, float]]:
+    """(run, step, objective, held-out loss, its value at chance) for every objective that
+    logs a `chance` term."""
+    out = []
+    for name, rows in results.items():
+        for r in rows:
+            for key in sorted(k for k in r if k.startswith("val/") and k.endswith("/chance")):
+                objective = key.removeprefix("val/").removesuffix("/chance")
+                if f"val/{objective}" in r:
+                    out.append((name, int(r["step"]) + 1, objective, r[f"val/{objective}"], r[key]))
+    return out
+
+
 def plot(rows: list[dict[str, object]], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-    pairs = (("text->video", "video->text"), ("audio->video", "video->audio"))
+    pairs = (
+        ("text->video", "video->text"),
+        ("audio->video", "video->audio"),
+        ("text->audio", "audio->text"),
+        ("text->fused", "image->text"),
+    )
+    fig, axes = plt.subplots(2, 2, figsize=(11, 8), sharey=True)
+    axes = axes.flatten()
     for ax, directions in zip(axes, pairs, strict=True):
         for run in dict.fromkeys(r["run"] for r in rows):
             for direction, style in zip(directions, ("-o", "--s"), strict=True):
@@ -156,7 +185,8 @@ def plot(rows: list[dict[str, object]], path: Path) -> None:
         ax.set_xlabel("training step")
         ax.set_title(" / ".join(directions))
         ax.legend(fontsize=8)
-    axes[0].set_ylabel("held-out recall@1 / chance")
+    for ax in axes[::2]:
+        ax.set_ylabel("held-out recall@1 / chance")
     n = rows[0]["windows"] if rows else 0
     fig.suptitle(f"Zero-shot retrieval on {n} held-out windows (chance R@1 = 1/{n})")
     fig.tight_layout()
@@ -242,6 +272,11 @@ def main(argv: list[str] | None = None) -> int:
                 f"{r['run']:<8} {r['step']:>6} {r['split']:<5} {r['metric']:<18} {r['value']:8.4f}{chance}"
             )
         print(f"wrote {args.out / 'objectives.csv'}")
+    losses = chance_losses(results)
+    if losses:
+        print("\nheld-out loss beside its value at chance (all scores equal):")
+        for name, step, objective, value, level in losses:
+            print(f"{name:<8} {step:>6}  {objective:<8} {value:8.3f}  chance {level:8.3f}")
     print(f"\nwrote {args.out / 'learning.csv'} and {args.out / 'learning.png'}")
     print("\n" + st.report())
     return 0

@@ -236,6 +236,30 @@ class MilNceLossConfig:
 
 
 @dataclass
+class FacLossConfig:
+    """MMV's fine and coarse spaces: video-audio NCE in the fine space, video-text MIL-NCE in
+    the coarse space that video (and audio) reach through one fine-to-coarse head."""
+
+    weight: float = 0.0
+    temperature: float = 0.07  # both terms score cosine similarity / temperature
+    audio_weight: float = 1.0  # of the video-audio NCE term
+    text_weight: float = 1.0  # of the video-text MIL-NCE term
+    num_candidates: int = 3  # K captions per frame, as in milnce
+
+    def __post_init__(self) -> None:
+        key = "model.objectives.fac."
+        require(self.temperature > 0, key + "temperature", f"must be > 0, got {self.temperature}")
+        for name in ("audio_weight", "text_weight"):  # FAC is both terms; milnce is text alone
+            value = getattr(self, name)
+            require(value > 0, key + name, f"must be > 0, got {value}")
+        require(
+            self.num_candidates >= 1,
+            key + "num_candidates",
+            f"must be >= 1 (at least one candidate caption), got {self.num_candidates}",
+        )
+
+
+@dataclass
 class MvmLossConfig:
     """Masked visual modelling (VIOLETv2) on frame patches, predicted from the joint output."""
 
@@ -312,6 +336,7 @@ class ObjectiveConfig:
     milnce: MilNceLossConfig = field(default_factory=MilNceLossConfig)
     mvm: MvmLossConfig = field(default_factory=MvmLossConfig)
     merlot: MerlotLossConfig = field(default_factory=MerlotLossConfig)
+    fac: FacLossConfig = field(default_factory=FacLossConfig)
 
     def __post_init__(self) -> None:
         require(
@@ -327,6 +352,7 @@ class ObjectiveConfig:
             "milnce": self.milnce.weight,
             "mvm": self.mvm.weight,
             "merlot": self.merlot.weight,
+            "fac": self.fac.weight,
         }
 
     def enabled(self) -> list[str]:

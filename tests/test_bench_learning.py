@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from bench.bench_learning import ROOT, RUNS, objective_rows, parse_run, table
+from bench.bench_learning import ROOT, RUNS, chance_losses, objective_rows, parse_run, table
 
 
 def test_run_names_configs_from_the_repository_root_in_order():
@@ -58,3 +58,24 @@ def test_objective_rows_give_the_first_training_value_then_each_validation():
         (50, "val", "merlot/order_acc", 0.7, 0.5),
     ]
     assert objective_rows({"tiny": [{"step": 1.0, "val/t2v_r1": 0.5}]}) == []
+
+
+def test_still_frame_rows_count_chance_over_stills_and_new_directions_get_rows():
+    logged = {
+        "step": 49.0,
+        "val/n": 64.0,
+        "val/n_stills": 200.0,
+        "val/t2va_r1": 0.25,
+        "val/t2va_medr": 3.0,
+        "val/i2t_r1": 0.05,
+        "val/i2t_medr": 20.0,
+    }
+    rows = {r["direction"]: r for r in table({"fac": [logged]})}
+    assert set(rows) == {"text->fused", "image->text"}
+    assert (rows["text->fused"]["windows"], rows["text->fused"]["r1_vs_chance"]) == (64, 16.0)
+    assert (rows["image->text"]["windows"], rows["image->text"]["r1_vs_chance"]) == (200, 10.0)
+
+
+def test_losses_with_a_chance_term_are_listed_beside_it():
+    logged = {"step": 199.0, "val/fac": 4.5, "val/fac/chance": 9.0, "val/span/frame": 1.0}
+    assert chance_losses({"fac": [logged]}) == [("fac", 200, "fac", 4.5, 9.0)]

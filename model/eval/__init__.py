@@ -1,2 +1,3 @@
-"""Evaluation: zero-shot retrieval between windows (`evaluation`) and its metrics
-(`retrieval`). Reads the objectives only through their public `embed` method."""
+"""Evaluation: zero-shot retrieval between windows (`evaluation`), still frames against
+their segment's words (`deflation`), and the metrics (`retrieval`). Reads the objectives
+only through their public `embed` method."""

@@ -4,10 +4,14 @@ A window's embeddings come from the heads that the enabled objectives train to a
 that retrieval measures what pretraining learned (a projection that no loss trains would
 score chance). They are read through `Reserve.embed`, which asks each objective's public
 `embed` for the spaces it aligns; nothing here knows an objective's heads. Two spaces are
-needed, each with its video side:
+always asked for, each with its video side (FAC: text <-> video in its coarse space, audio <->
+video in its fine space), and two more where an objective aligns them: text <-> audio
+(combinatorial ``t`` and ``a``; FAC's coarse space) and text <-> fused video + audio
+(combinatorial, Everything at Once's ``t -> va``):
 
 - text <-> video, from the first enabled of
   - combinatorial: the fusion transformer's single-modality embeddings ``t`` and ``v``;
+  - fac: the caption head, and the fine-to-coarse head on the frame head (coarse space);
   - milnce: the frame head ``video`` and the caption head ``text`` (frame and span encoders);
   - merlot: the matching heads, frame head on the frame encoding and text head on each
     segment's mean text-only joint output;
@@ -16,6 +20,7 @@ needed, each with its video side:
     head on the frame encoder's embedding gives the video side;
 - audio <-> video, from the first enabled of
   - combinatorial: ``a`` and ``v``;
+  - fac: the fine audio and frame heads;
   - span: the audio term. Every sub-segment's words are MASKed (text view: only the frames
     are seen); the audio query head at the MASKs gives the video side, the audio target
     head on the audio encoder's CLS the audio side.
@@ -27,6 +32,9 @@ space (MVM alone: no retrieval).
 
     emb = embed_batch(model, batch)        # Embeddings of B windows
     scores = evaluate(model, batches)      # {"text->video": RetrievalScores, ...}
+
+`evaluate` also scores still frames against their segment's words (image <-> text,
+model/eval/deflation.py).
 """
 
 from __future__ import annotations
@@ -40,17 +48,29 @@ from torch import Tensor
 from model.data.batch import Batch
 from model.data.stream import LoaderBatch
 from model.distributed import gather_features
+from model.eval.deflation import cat_stills, embed_stills, stills_report
 from model.eval.retrieval import RetrievalScores, retrieval_scores
-from model.objectives import AUDIO_VIDEO, SPACES, TEXT_VIDEO
+from model.objectives import AUDIO_VIDEO, SPACES, TEXT_AUDIO, TEXT_FUSED, TEXT_VIDEO
 from model.objectives.reserve import Reserve
 
 # Metric names: direction -> short name (val/t2v_r1, ...).
-SHORT = {"text->video": "t2v", "video->text": "v2t", "audio->video": "a2v", "video->audio": "v2a"}
+SHORT = {
+    "text->video": "t2v",
+    "video->text": "v2t",
+    "audio->video": "a2v",
+    "video->audio": "v2a",
+    "text->audio": "t2a",
+    "audio->text": "a2t",
+    "text->fused": "t2va",  # text against video and audio fused (Everything at Once)
+    "image->text": "i2t",  # still frames (model/eval/deflation.py)
+    "text->image": "t2i",
+}
 
 
 @dataclass
 class Embeddings:
-    """Window embeddings, row i = window i. Rows of an absent modality are zeros."""
+    """Window embeddings, row i = window i. Rows of an absent modality are zeros; the
+    spaces after the first two may be left out (None: zeros, nothing present)."""
 
     text: Tensor  # (N, E) text, in the text <-> video space
     video_t: Tensor  # (N, E) video, in the text <-> video space
@@ -58,6 +78,20 @@ class Embeddings:
     video_a: Tensor  # (N, E) video, in the audio <-> video space
     text_present: Tensor  # (N,) bool: the window has words and a text <-> video space exists
     audio_present: Tensor  # (N,) bool: the window has audio and an audio <-> video space exists
+    text_ta: Tensor | None = None  # (N, E) text, in the text <-> audio space
+    audio_ta: Tensor | None = None  # (N, E) audio, in the text <-> audio space
+    text_audio_present: Tensor | None = None  # (N,) bool: words, audio and the space exist
+    text_f: Tensor | None = None  # (N, E) text, in the text <-> fused space
+    fused: Tensor | None = None  # (N, E) video and audio fused, in the text <-> fused space
+    fused_present: Tensor | None = None  # (N,) bool: words, audio and the space exist
+
+    def __post_init__(self) -> None:
+        for name in ("text_ta", "audio_ta", "text_f", "fused"):
+            if getattr(self, name) is None:
+                setattr(self, name, torch.zeros_like(self.text))
+        for name in ("text_audio_present", "fused_present"):
+            if getattr(self, name) is None:
+                setattr(self, name, torch.zeros_like(self.text_present))
 
     @property
     def n(self) -> int:
@@ -95,27 +129,37 @@ def embed_batch(model: Reserve, batch: Batch) -> Embeddings:
     zeros = torch.zeros(B, E, device=batch.frames.device)
     none = torch.zeros(B, dtype=torch.bool, device=batch.frames.device)
     spaces = model.embed(batch, SPACES)
-    text = video_t = audio = video_a = zeros
-    has_text = has_audio = none
-    if TEXT_VIDEO in spaces:
-        text, video_t = spaces[TEXT_VIDEO]["text"], spaces[TEXT_VIDEO]["video"]
-        has_text = batch.text_present.flatten(1).any(1)  # (B,) the window has words
-    if AUDIO_VIDEO in spaces:
-        audio, video_a = spaces[AUDIO_VIDEO]["audio"], spaces[AUDIO_VIDEO]["video"]
-        has_audio = batch.audio_valid.flatten(1).any(1)  # (B,) the window has audio
-    return Embeddings(text, video_t, audio, video_a, has_text, has_audio)
+    words = batch.text_present.flatten(1).any(1)  # (B,) the window has words
+    sound = batch.audio_valid.flatten(1).any(1)  # (B,) the window has audio
+
+    def sides(space: str, left: str, right: str, present: Tensor) -> tuple[Tensor, ...]:
+        if space not in spaces:
+            return zeros, zeros, none
+        return spaces[space][left], spaces[space][right], present
+
+    text, video_t, has_text = sides(TEXT_VIDEO, "text", "video", words)
+    audio, video_a, has_audio = sides(AUDIO_VIDEO, "audio", "video", sound)
+    text_ta, audio_ta, has_ta = sides(TEXT_AUDIO, "text", "audio", words & sound)
+    text_f, fused, has_f = sides(TEXT_FUSED, "text", "fused", words & sound)
+    return Embeddings(
+        text, video_t, audio, video_a, has_text, has_audio,
+        text_ta, audio_ta, has_ta, text_f, fused, has_f,
+    )  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- scores
 
 
 def retrieval_report(emb: Embeddings) -> dict[str, RetrievalScores]:
-    """Four directions over the windows that have both modalities; empty ones are absent."""
+    """Every direction over the windows that have both of its sides; empty ones are absent."""
     pairs = {
         "text->video": (emb.text, emb.video_t, emb.text_present),
         "video->text": (emb.video_t, emb.text, emb.text_present),
         "audio->video": (emb.audio, emb.video_a, emb.audio_present),
         "video->audio": (emb.video_a, emb.audio, emb.audio_present),
+        "text->audio": (emb.text_ta, emb.audio_ta, emb.text_audio_present),
+        "audio->text": (emb.audio_ta, emb.text_ta, emb.text_audio_present),
+        "text->fused": (emb.text_f, emb.fused, emb.fused_present),
     }
     return {
         name: retrieval_scores(q, t, mask) for name, (q, t, mask) in pairs.items() if mask.any()
@@ -133,14 +177,21 @@ def retrieval_metrics(report: dict[str, RetrievalScores], prefix: str = "") -> d
 
 
 def evaluate(
-    model: Reserve, batches: Iterable[Batch | LoaderBatch], device: torch.device | str = "cpu"
+    model: Reserve,
+    batches: Iterable[Batch | LoaderBatch],
+    device: torch.device | str = "cpu",
+    stills: bool = True,
 ) -> dict[str, RetrievalScores]:
     """Zero-shot retrieval over every window of ``batches`` (e.g. a validation loader), in
-    one process, outside Lightning. The model is put in eval mode."""
+    one process, outside Lightning. The model is put in eval mode. With ``stills``, also
+    image <-> text over every real segment's still frame (model/eval/deflation.py)."""
     model.eval().to(device)
-    parts = []
+    parts, frames = [], []
     for b in batches:
-        batch = b.batch if isinstance(b, LoaderBatch) else b
-        parts.append(embed_batch(model, batch.to(device)))
+        batch = (b.batch if isinstance(b, LoaderBatch) else b).to(device)
+        parts.append(embed_batch(model, batch))
+        if stills:
+            frames.append(embed_stills(model, batch))
     assert parts, "no batches to evaluate"
-    return retrieval_report(cat(parts))
+    report = retrieval_report(cat(parts))
+    return report | (stills_report(cat_stills(frames)) if stills else {})

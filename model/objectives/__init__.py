@@ -10,7 +10,16 @@ builds the enabled ones from `ObjectiveConfig` and weights them.
 """
 
 from model.objectives.combinatorial import CombinatorialObjective
-from model.objectives.common import AUDIO_VIDEO, SPACES, TEXT_VIDEO, Encoded, window_mean
+from model.objectives.common import (
+    AUDIO_VIDEO,
+    SPACES,
+    TEXT_AUDIO,
+    TEXT_FUSED,
+    TEXT_VIDEO,
+    Encoded,
+    window_mean,
+)
+from model.objectives.fac import FacObjective
 from model.objectives.merlot import MerlotObjective
 from model.objectives.milnce import MilNceObjective, candidate_index
 from model.objectives.mvm import MvmObjective
@@ -19,9 +28,12 @@ from model.objectives.span import SpanObjective
 __all__ = [
     "AUDIO_VIDEO",
     "SPACES",
+    "TEXT_AUDIO",
+    "TEXT_FUSED",
     "TEXT_VIDEO",
     "CombinatorialObjective",
     "Encoded",
+    "FacObjective",
     "MerlotObjective",
     "MilNceObjective",
     "MvmObjective",

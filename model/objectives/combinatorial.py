@@ -6,6 +6,10 @@ single-segment sequences of one modality (t, v, a) or two (va, ta, tv). A modali
 embedding is the mean of its fusion outputs, through its projection head, normalized;
 a fused pair's embedding is the mean of its two members' normalized embeddings. The
 loss is CombinatorialLoss over the configured pairs, on present-modality rows.
+
+At test time (`embed`, `embed_group`) any subset of modalities is fused the same way,
+in windows of any number of segments; the text <-> fused space pairs `t` with `va`,
+EAO's headline text -> video + audio direction (docs/DESIGN.md section 3.7).
 """
 
 from __future__ import annotations
@@ -20,11 +24,25 @@ from model.config import CombinatorialLossConfig, ModelConfig
 from model.data.batch import Batch
 from model.nn.backbone import Backbone, Part
 from model.nn.layers import masked_mean
-from model.objectives.common import AUDIO_VIDEO, SPACES, TEXT_VIDEO, Encoded, window_mean
+from model.objectives.common import (
+    AUDIO_VIDEO,
+    SPACES,
+    TEXT_AUDIO,
+    TEXT_FUSED,
+    TEXT_VIDEO,
+    Encoded,
+    window_mean,
+)
 from model.objectives.losses.combinatorial import CombinatorialLoss
 
-NAMES = {"t": "text", "v": "video", "a": "audio"}
-LETTERS = {TEXT_VIDEO: "tv", AUDIO_VIDEO: "av"}  # each space's modalities
+NAMES = {"t": "text", "v": "video", "a": "audio", "va": "fused"}
+# Each space's two sides as modality groups (a group of two is fused in one pass).
+SIDES = {
+    TEXT_VIDEO: ("t", "v"),
+    AUDIO_VIDEO: ("a", "v"),
+    TEXT_AUDIO: ("t", "a"),
+    TEXT_FUSED: ("t", "va"),
+}
 
 
 class CombinatorialObjective(nn.Module):
@@ -68,18 +86,52 @@ class CombinatorialObjective(nn.Module):
         batch: Batch,
         spaces: Collection[str] = SPACES,
     ) -> dict[str, dict[str, Tensor]]:
-        """Window embeddings of the spaces whose two modalities have a head here: each
-        modality alone through the fusion transformer per segment, then its head, averaged
-        over the segments that hold it (video serves both spaces)."""
+        """Window embeddings of the spaces whose modalities all have a head here: text, video
+        and audio each alone through the fusion transformer (video serves two spaces), and
+        for text <-> fused, video and audio fused in one pass (EAO's text -> video+audio)."""
+        wanted = {s: SIDES[s] for s in spaces if s in SIDES and self.covers("".join(SIDES[s]))}
+        groups = sorted({g for sides in wanted.values() for g in sides})
+        windows = {g: self.embed_group(backbone, encoded, batch, g) for g in groups}
+        return {s: {NAMES[g]: windows[g] for g in sides} for s, sides in wanted.items()}
+
+    def covers(self, group: str) -> bool:
+        """Whether every modality of `group` ('t', 'va', ...) has a head here."""
+        return set(group) <= set(self.proj)
+
+    def embed_group(self, backbone: Backbone, encoded: Encoded, batch: Batch, group: str) -> Tensor:
+        """(B, E) window embedding of any subset of modalities ('v', 'ta', 'tva', ...), for
+        windows of any number of segments: per segment, the group's modalities in one fusion
+        pass, each member through its head and normalized, averaged over the members the
+        segment holds; then averaged over the segments that hold any of them. A window
+        longer than max_segments is fused max_segments segments at a time (the fusion is per
+        segment; only the segment-index embedding restarts)."""
+        assert group and self.covers(group), f"no head for every modality of {group!r}"
+        S, most = batch.num_segments, backbone.config.max_segments
+        if most >= S:
+            units, held = self._segment_units(backbone, encoded, batch, group)
+        else:
+            chunks = [_segments(batch, start, min(start + most, S)) for start in range(0, S, most)]
+            pieces = [self._segment_units(backbone, Encoded(backbone, c), c, group) for c in chunks]
+            units = torch.cat([u for u, _ in pieces], dim=1)  # (B, S, E)
+            held = torch.cat([h for _, h in pieces], dim=1)  # (B, S)
+        return window_mean(units, held)  # (B, E)
+
+    def _segment_units(
+        self, backbone: Backbone, encoded: Encoded, batch: Batch, group: str
+    ) -> tuple[Tensor, Tensor]:
+        """Per-segment embeddings of `group` (B, S, E) and the segments holding any of it (B, S)."""
         builders, present = _inputs(backbone, encoded, batch)
-        wanted = {s: LETTERS[s] for s in spaces if set(LETTERS[s]) <= set(self.proj)}
-        windows = {}
-        for m in sorted(set().union(*wanted.values())):
-            part = builders[m]()
-            (out,) = backbone.fuse([part], per_segment=True)  # (B, S, T, D)
-            units = self.proj[m](masked_mean(out, part[1], dim=2))  # (B, S, E)
-            windows[m] = window_mean(units, present[m])  # (B, E)
-        return {s: {NAMES[m]: windows[m] for m in ms} for s, ms in wanted.items()}
+        parts = [builders[m]() for m in group]
+        outputs = backbone.fuse(parts, per_segment=True)  # each (B, S, T_m, D)
+        members = torch.stack(
+            [
+                F.normalize(self.proj[m](masked_mean(out, part[1], dim=2)), dim=-1)
+                for m, out, part in zip(group, outputs, parts, strict=True)
+            ]
+        )  # (M, B, S, E)
+        held = torch.stack([present[m] for m in group])  # (M, B, S)
+        units = (members * held[..., None]).sum(0) / held.sum(0).clamp(min=1)[..., None]
+        return units, held.any(0)
 
     def scales(self) -> dict[str, Tensor]:
         """No learned scale: the temperature is fixed."""
@@ -98,3 +150,15 @@ def _inputs(
     }
     present = {"v": seg, "t": batch.text_present.any(-1), "a": batch.audio_valid[:, :, 0]}
     return builders, present
+
+
+def _segments(batch: Batch, start: int, stop: int) -> Batch:
+    """Segments start..stop of every window, as windows of their own (no span masks)."""
+    return Batch(
+        frames=batch.frames[:, start:stop],
+        audio=batch.audio[:, start:stop],
+        text=batch.text[:, start:stop],
+        text_mask=batch.text_mask[:, start:stop],
+        segment_mask=batch.segment_mask[:, start:stop],
+        audio_present=batch.audio_present,
+    )

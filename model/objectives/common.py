@@ -24,7 +24,9 @@ from model.nn.layers import masked_mean
 
 TEXT_VIDEO = "text-video"  # words against frames
 AUDIO_VIDEO = "audio-video"  # audio against frames
-SPACES = (TEXT_VIDEO, AUDIO_VIDEO)
+TEXT_AUDIO = "text-audio"  # words against audio
+TEXT_FUSED = "text-fused"  # words against frames and audio fused ({"text", "fused"})
+SPACES = (TEXT_VIDEO, AUDIO_VIDEO, TEXT_AUDIO, TEXT_FUSED)
 
 
 class Encoded:

@@ -27,6 +27,7 @@ from model.objectives import (
     SPACES,
     CombinatorialObjective,
     Encoded,
+    FacObjective,
     MerlotObjective,
     MilNceObjective,
     MvmObjective,
@@ -34,15 +35,17 @@ from model.objectives import (
 )
 
 # Which objective supplies a space in `embed`: the first enabled one that aligns it, in this
-# order (the combinatorial heads, then MIL-NCE's, MERLOT's matching heads, then the span
-# terms'; see model/eval/evaluation.py). Objectives not named here come after, in config order.
-EMBEDDING_PREFERENCE = ("combinatorial", "milnce", "merlot", "span")
+# order (the combinatorial heads, then FAC's, MIL-NCE's, MERLOT's matching heads, then the
+# span terms'; see model/eval/evaluation.py). Objectives not named here come after, in config
+# order.
+EMBEDDING_PREFERENCE = ("combinatorial", "fac", "milnce", "merlot", "span")
 
 OBJECTIVES = {
     "span": SpanObjective,
     "combinatorial": CombinatorialObjective,
     "milnce": MilNceObjective,
     "mvm": MvmObjective,
+    "fac": FacObjective,
     "merlot": MerlotObjective,
 }
 

@@ -23,7 +23,8 @@ validation the same losses under `val/` (masks drawn from a fixed seed per batch
 evaluations compare; negatives from the rank's own batch, as ranks validate different
 numbers of batches) and zero-shot retrieval over the whole validation set, gathered from
 every rank at the end (model/eval/evaluation.py): `val/t2v_r1`, `_r5`, `_r10`, `_medr` for t2v,
-v2t, a2v, v2a, and `val/n` windows.
+v2t, a2v, v2a (t2a, a2t, t2va where the objectives align them), `val/n` windows; and over
+every real segment's still frame (model/eval/deflation.py), i2t and t2i, `val/n_stills`.
 
 Masks are drawn from a generator seeded by (seed, step, rank): a resumed run draws the
 same masks as an uninterrupted one.
@@ -43,6 +44,7 @@ from model.config import ModelConfig, ObjectiveConfig
 from model.data.batch import Batch
 from model.data.tokenizer import CHECKPOINT_KEY
 from model.distributed import local_only
+from model.eval.deflation import Stills, cat_stills, embed_stills, gather_stills, stills_report
 from model.eval.evaluation import (
     Embeddings,
     cat,
@@ -85,6 +87,7 @@ class ReserveModule(L.LightningModule):
         model_config = ModelConfig.from_name(size, **overrides)
         self.model = Reserve(model_config, objectives or ObjectiveConfig())
         self._val_embeddings: list[Embeddings] = []
+        self._val_stills: list[Stills] = []
         log.info("Reserve %s: %.1fM parameters", size, self.model.num_params() / 1e6)
 
     @property
@@ -118,12 +121,14 @@ class ReserveModule(L.LightningModule):
 
     def on_validation_epoch_start(self) -> None:
         self._val_embeddings = []
+        self._val_stills = []
 
     def validation_step(self, batch: Batch, batch_idx: int) -> Tensor:
         with local_only():  # ranks run different numbers of validation batches: no collective
             loss = self._step(batch, "val", self._generator("val", batch_idx))
         if not self.trainer.sanity_checking:
             self._val_embeddings.append(embed_batch(self.model, batch))
+            self._val_stills.append(embed_stills(self.model, batch))
         return loss
 
     def on_validation_epoch_end(self) -> None:
@@ -135,10 +140,16 @@ class ReserveModule(L.LightningModule):
             if self._val_embeddings
             else Embeddings.empty(self.model_config.embed_dim, self.device)
         )
-        self._val_embeddings = []
-        windows = gather(local)
-        self.log_dict(retrieval_metrics(retrieval_report(windows), prefix="val/"))
+        dim = self.model_config.embed_dim
+        local_stills = (
+            cat_stills(self._val_stills) if self._val_stills else Stills.empty(dim, self.device)
+        )
+        self._val_embeddings, self._val_stills = [], []
+        windows, stills = gather(local), gather_stills(local_stills)
+        report = retrieval_report(windows) | stills_report(stills)
+        self.log_dict(retrieval_metrics(report, prefix="val/"))
         self.log("val/n", float(windows.n))
+        self.log("val/n_stills", float(stills.present.sum()))
 
     # ------------------------------------------------------------------ the tokenizer
 

@@ -7,6 +7,7 @@ absent modality gives a zero term with finite gradients.
 """
 
 from model.objectives.losses.combinatorial import CombinatorialLoss, norm_softmax
+from model.objectives.losses.fac import FacLoss, nce
 from model.objectives.losses.merlot import masked_token_loss, match_nce, order_loss
 from model.objectives.losses.milnce import MilNceLoss
 from model.objectives.losses.mvm import MaskedPatchLoss
@@ -15,11 +16,13 @@ from model.objectives.losses.span import ContrastiveSpanLoss, l2norm, span_nce
 __all__ = [
     "CombinatorialLoss",
     "ContrastiveSpanLoss",
+    "FacLoss",
     "MaskedPatchLoss",
     "MilNceLoss",
     "l2norm",
     "masked_token_loss",
     "match_nce",
+    "nce",
     "norm_softmax",
     "order_loss",
     "span_nce",

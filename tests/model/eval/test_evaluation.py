@@ -113,9 +113,10 @@ def sparse_batch() -> Batch:
     ("objective", "spaces"),
     [
         ("span", {"text", "audio"}),
-        ("combinatorial", {"text", "audio"}),
+        ("combinatorial", {"text", "audio", "text-audio", "text-fused"}),
         ("milnce", {"text"}),  # frame and caption heads: no audio
         ("mvm", set()),  # nothing aligns modalities: no retrieval
+        ("fac", {"text", "audio", "text-audio"}),  # coarse text-video, text-audio; fine audio
     ],
 )
 def test_each_objective_supplies_the_spaces_its_heads_align(objective, spaces):
@@ -127,7 +128,17 @@ def test_each_objective_supplies_the_spaces_its_heads_align(objective, spaces):
     words = [True, True, False] if "text" in spaces else [False] * 3
     sound = [True, False, True] if "audio" in spaces else [False] * 3
     assert emb.text_present.tolist() == words and emb.audio_present.tolist() == sound
-    expected = {"text": {"text->video", "video->text"}, "audio": {"audio->video", "video->audio"}}
+    both = [True, False, False] if "text-audio" in spaces else [False] * 3  # words and audio
+    assert emb.text_audio_present.tolist() == both
+    assert emb.fused_present.tolist() == (
+        [True, False, False] if "text-fused" in spaces else [False] * 3
+    )
+    expected = {
+        "text": {"text->video", "video->text"},
+        "audio": {"audio->video", "video->audio"},
+        "text-audio": {"text->audio", "audio->text"},
+        "text-fused": {"text->fused"},
+    }
     assert set(retrieval_report(emb)) == set().union(*(expected[s] for s in spaces))
 
 
@@ -177,8 +188,9 @@ class Sealed(nn.Module):
         ObjectiveConfig.only("combinatorial"),
         ObjectiveConfig.only("milnce"),
         ObjectiveConfig(milnce=MilNceLossConfig(1.0), mvm=MvmLossConfig(1.0)),  # span: default 1
+        ObjectiveConfig.only("fac"),
     ],
-    ids=["span", "combinatorial", "milnce", "milnce+mvm+span"],
+    ids=["span", "combinatorial", "milnce", "milnce+mvm+span", "fac"],
 )
 def test_evaluation_reads_objectives_only_through_their_embed(objectives):
     """Renaming an objective's heads cannot break validation: evaluation gets the same
