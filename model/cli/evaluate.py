@@ -1,9 +1,10 @@
 """``python -m model evaluate``: zero-shot retrieval of a checkpoint on held-out shards.
 
-Prints text->video and video->text recall@1/5/10 and median rank (and audio<->video where
-the windows have audio) over every window of the shards, ranked together. A benchmark
+Prints text->video and video->text recall@1/5/10 and median rank (and audio<->video,
+text<->audio and text->fused video + audio where the windows have audio and the model
+aligns them) over every window of the shards, ranked together. A benchmark
 distributed as a CSV of clips (MSR-VTT 1k-A, YouCook2) is first ingested in clip mode
-(``python -m ingest run --clips``; see the README), then evaluated here.
+(``python -m ingest.clips``; see the README), then evaluated here.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Each window is one query and one target (a benchmark clip is one window whose words are
 its sentence): text->video and video->text recall@1/5/10 and median rank, and the audio
-directions where the windows have audio, computed exactly as validation computes them
+directions (text->audio, text->fused video + audio) where the windows have audio, computed exactly as validation computes them
 (model/eval/evaluation.py) from the vectors the encoder gives.
 """
 
@@ -17,7 +17,7 @@ from model.eval.evaluation import Embeddings, retrieval_report
 from model.eval.retrieval import RetrievalScores
 from model.inference.encoder import Encoder, WindowVectors
 
-TV, AV = "text-video", "audio-video"
+TV, AV, TA, TF = "text-video", "audio-video", "text-audio", "text-fused"
 
 
 def as_embeddings(vecs: WindowVectors, dim: int) -> Embeddings:
@@ -28,11 +28,16 @@ def as_embeddings(vecs: WindowVectors, dim: int) -> Embeddings:
     def get(name: str) -> torch.Tensor:
         return vecs.windows.get(name, zeros)
 
-    has_text = vecs.present.get(f"{TV}/text", none) if f"{TV}/video" in vecs.windows else none
-    has_audio = vecs.present.get(f"{AV}/audio", none) if f"{AV}/video" in vecs.windows else none
+    def both(space: str, left: str, right: str) -> torch.Tensor:
+        if f"{space}/{left}" not in vecs.windows or f"{space}/{right}" not in vecs.windows:
+            return none
+        return vecs.present[f"{space}/{left}"] & vecs.present[f"{space}/{right}"]
+
     return Embeddings(
         get(f"{TV}/text"), get(f"{TV}/video"), get(f"{AV}/audio"), get(f"{AV}/video"),
-        has_text, has_audio,
+        both(TV, "text", "video"), both(AV, "audio", "video"),
+        get(f"{TA}/text"), get(f"{TA}/audio"), both(TA, "text", "audio"),
+        get(f"{TF}/text"), get(f"{TF}/fused"), both(TF, "text", "fused"),
     )  # fmt: skip
 
 

@@ -58,6 +58,9 @@ def modality_present(batch: Batch) -> dict[str, Tensor]:
         "video": batch.segment_mask,
         "text": batch.text_present.any(-1),
         "audio": batch.audio_valid[:, :, 0],
+        # video and audio fused (Everything at Once): counted where both are there, as
+        # validation counts text -> fused only over windows with audio
+        "fused": batch.segment_mask & batch.audio_valid[:, :, 0],
     }
 
 

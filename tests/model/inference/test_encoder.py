@@ -85,3 +85,30 @@ def test_a_picture_goes_through_the_video_pathway(encoder):
     assert out["text-video/video"].shape == (2, encoder.embed_dim)
     with pytest.raises(ValueError, match="image 0: does not decode"):
         encoder.encode_images([b"not a picture"])
+
+
+def test_the_benchmark_reports_every_direction_validation_reports_text_to_fused_included():
+    """With the combinatorial objective on, the command's retrieval (from the encoder's
+    vectors) equals `evaluate` (validation's) in every direction, text -> fused included."""
+    from model.config import ModelConfig, ObjectiveConfig
+    from model.data.collate import DecodeConfig
+    from model.data.tokenizer import from_state
+    from model.eval.evaluation import evaluate
+    from model.inference.benchmark import evaluate_windows
+    from model.inference.loading import Loaded
+    from model.objectives.reserve import Reserve
+
+    torch.manual_seed(0)
+    cfg = ModelConfig.from_name("tiny")
+    model = Reserve(cfg, ObjectiveConfig.only("combinatorial"))
+    loaded = Loaded(model, from_state(None), DecodeConfig(), "memory", "-")
+    g = torch.Generator().manual_seed(1)
+    batches = [random_batch(cfg, 6, text_len=8, generator=g) for _ in range(2)]
+    batches[0].audio_present[2] = False  # a window without audio: left out of the fused side
+    got = evaluate_windows(Encoder(loaded, batch_size=4), batches)
+    want = evaluate(model, batches, stills=False)
+    assert {"text->fused", "text->audio", "text->video"} <= set(want)
+    assert set(got) == set(want)
+    for direction, scores in want.items():
+        assert got[direction].n == scores.n, direction
+        assert got[direction].as_dict() == pytest.approx(scores.as_dict(), abs=1e-6), direction

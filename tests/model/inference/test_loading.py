@@ -80,6 +80,7 @@ def test_missing_and_garbage_files_are_one_line(tmp_path):
 def test_a_run_with_a_tokenizer_it_does_not_carry_is_refused(tmp_path, trained_run):
     state = torch.load(trained_run.checkpoint, weights_only=True)
     state["datamodule_hyper_parameters"]["tokenizer"] = "/somewhere/tokenizer.json"
+    del state["montage_tokenizer"]  # as a run that did not carry it would have saved
     path = _save(tmp_path / "bpe.ckpt", state)
     with pytest.raises(CheckpointError, match="does not carry"):
         load_checkpoint(path)
