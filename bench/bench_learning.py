@@ -1,6 +1,8 @@
 """Held-out zero-shot recall@1 against training steps, per config: how fast each one learns.
 
-    python bench/bench_learning.py --out /tmp/learning            # tiny on this CPU
+    python bench/bench_learning.py --out /tmp/learning --videos 80 --heldout 16 --steps 600
+                                       # the four default rows at the demo's size, this CPU
+    python bench/bench_learning.py --out /tmp/learning --report-only   # tables again
     python bench/bench_learning.py --out /tmp/learning --videos 288 --heldout 32 \\
         --steps 3000 --val-every 250 \\
         --run tiny=configs/tiny.yaml+configs/demo.yaml \\
@@ -12,22 +14,34 @@ ingested by the Beam pipeline into 20 s windows), larger by default; a second ca
 the same --out renders and downloads nothing. Each --run trains its configs (read left
 to right, as `train.py fit --config A --config B`) for --steps, validating on the
 held-out windows every --val-every steps, each run in its own folder under OUT/runs.
-A run named alone (`--run merlot`) is one of RUNS.
+A run named alone (`--run merlot`) is one of RUNS; without --run, the default
+rows run.
 
-The baseline, measured on the same held-out windows, is chance: recall@1 = 1 / windows
-(image <-> text: 1 / still frames, every held-out segment with words). An objective that
-logs a `chance` term (fac: its loss when every score is equal) gets its held-out loss
-printed beside it. Writes OUT/learning.csv (run, step, direction, r1, r1 / chance, median
-rank) and OUT/learning.png (recall@1 / chance against steps), and prints the tables. Objectives that log more
-than retrieval (MERLOT: MLM and reordering losses and accuracies) get OUT/objectives.csv:
-each such metric at the first training log and at every validation, beside its chance
-level where it has one.
+The default rows: the span objective alone with Reserve's recipe (`span`) and with the
+recipe Montage used before (`span-legacy`), the combinatorial loss alone (the demo's
+objective, `combinatorial`), and the two together (`span+combinatorial`); the configs
+that turn the demo's objective into the others are in bench/configs/.
+
+The baseline, measured on the same held-out windows, is chance: recall@1 = 1 / windows,
+and for each span term its value when every score is equal (`val/span/chance/<term>`).
+Writes OUT/learning.csv (run, step, direction, r1, r1 / chance, median rank),
+OUT/speed.csv (seconds per training step: the median of `perf/step_s`, and CPU seconds
+of the training process per step, validation included), OUT/span_terms.csv (each span
+term on the held-out windows at the last validation, beside chance) and OUT/learning.png
+(recall@1 / chance against steps), and prints the tables.
+Still frames (image <-> text) count chance over the stills. An objective that logs
+a `chance` term (fac) gets its held-out loss printed beside it; objectives that log
+more than retrieval (MERLOT: MLM and reordering losses and accuracies) get
+OUT/objectives.csv, each such metric at the first training log and at every
+validation, beside its chance level where it has one.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import resource
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -41,6 +55,7 @@ import demo  # noqa: E402
 RUNS = {
     "tiny": demo.DEMO_CONFIGS,
     "merlot": (*demo.DEMO_CONFIGS, ROOT / "configs" / "merlot.yaml"),
+    "fac": (*demo.DEMO_CONFIGS, ROOT / "configs" / "fac.yaml"),
 }
 
 # Metrics objectives log besides their loss (`train/...`, `val/...`), with their chance level
@@ -82,8 +97,19 @@ def parse_run(text: str) -> tuple[str, tuple[Path, ...]]:
     return name, paths
 
 
+SPAN_TERMS = ("frame", "audio", "text")
+BENCH = ROOT / "bench" / "configs"
+DEFAULT_RUNS = {
+    "span": (*demo.DEMO_CONFIGS, BENCH / "span.yaml"),
+    "span-legacy": (*demo.DEMO_CONFIGS, BENCH / "span-legacy.yaml"),
+    "combinatorial": demo.DEMO_CONFIGS,
+    "span+combinatorial": (*demo.DEMO_CONFIGS, BENCH / "span-combinatorial.yaml"),
+}
+RUNS |= DEFAULT_RUNS
+
+
 def logged_rows(runs: Path) -> list[dict[str, float]]:
-    """Every row of the newest CSV log, in step order, with its empty cells left out."""
+    """Every row of the run's CSV log (newest log), numbers only."""
     files = sorted(runs.glob("csv/version_*/metrics.csv"), key=lambda p: p.stat().st_mtime)
     if not files:
         raise SystemExit(f"no metrics.csv under {runs}")
@@ -116,6 +142,51 @@ def objective_rows(results: dict[str, list[dict[str, float]]]) -> list[dict[str,
                     }
                 )
     return out
+
+
+def span_terms(name: str, rows: list[dict[str, float]]) -> list[dict[str, object]]:
+    """Each span term on the held-out windows at the last validation, beside chance."""
+    last = [r for r in rows if "val/span/frame" in r]
+    if not last:
+        return []
+    r = last[-1]
+    return [
+        {
+            "run": name,
+            "step": int(r["step"]) + 1,
+            "term": term,
+            "value": round(r[f"val/span/{term}"], 3),
+            "chance": round(r[f"val/span/chance/{term}"], 3),
+            "below_chance": round(r[f"val/span/chance/{term}"] - r[f"val/span/{term}"], 3),
+        }
+        for term in SPAN_TERMS
+        if f"val/span/chance/{term}" in r
+    ]
+
+
+def speed(name: str, rows: list[dict[str, float]], cpu_s: float | None, steps: int) -> dict:
+    """Seconds per training step: the median logged wall time, CPU seconds when measured."""
+    step_s = [r["perf/step_s"] for r in rows if "perf/step_s" in r]
+    return {
+        "run": name,
+        "steps": steps,
+        "wall_s_per_step": round(statistics.median(step_s), 3) if step_s else "",
+        "cpu_s_per_step": round(cpu_s / steps, 3) if cpu_s is not None else "",
+    }
+
+
+def children_cpu_s() -> float:
+    """CPU seconds (user + system) of the finished child processes so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def write_csv(rows: list[dict[str, object]], path: Path) -> None:
+    if rows:
+        with path.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
 
 
 def table(results: dict[str, list[dict[str, float]]]) -> list[dict[str, object]]:
@@ -207,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
         "--run",
         type=parse_run,
         action="append",
-        help="NAME=CONFIG[+CONFIG...] (repeatable); default tiny=configs/tiny.yaml+configs/demo.yaml",
+        help="NAME=CONFIG[+CONFIG...] (repeatable); default: the four rows of the module doc",
     )
     p.add_argument(
         "--train-arg",
@@ -215,19 +286,33 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         help="one more train.py argument for every run, e.g. --train-arg=--trainer.devices=1",
     )
+    p.add_argument(
+        "--report-only",
+        action="store_true",
+        help="train nothing: the tables and plot of the runs already under OUT/runs",
+    )
     args = p.parse_args(argv)
-    runs = dict(args.run or [("tiny", RUNS["tiny"])])
+    runs = dict(args.run or DEFAULT_RUNS)
 
     st = demo.Stages()
-    shards = demo.build_shards(st, args.out, args.videos, args.heldout, args.seed, args.duration_s)
-    if shards is None:
-        return 1
-    results, logs = {}, {}
+    cpu: dict[str, float] = {}
+    if args.report_only:
+        runs = {n: c for n, c in runs.items() if (args.out / "runs" / n / "csv").is_dir()}
+        if not runs:
+            raise SystemExit(f"no runs under {args.out / 'runs'}")
+    else:
+        shards = demo.build_shards(
+            st, args.out, args.videos, args.heldout, args.seed, args.duration_s
+        )
+        if shards is None:
+            return 1
     for name, configs in runs.items():
+        if args.report_only:
+            continue
         with st.stage(
             f"train:{name}", f"{' + '.join(c.name for c in configs)}, {args.steps} steps"
         ):
-            started = time.monotonic()
+            started, cpu_before = time.monotonic(), children_cpu_s()
             extra = (
                 f"--trainer.val_check_interval={args.val_every}",
                 "--trainer.check_val_every_n_epoch=null",
@@ -237,17 +322,21 @@ def main(argv: list[str] | None = None) -> int:
             rc = demo.train(shards, args.out / "runs" / name, args.steps, configs, extra)
             if rc != 0:
                 return rc
-            results[name] = validation_rows(args.out / "runs" / name)
-            logs[name] = logged_rows(args.out / "runs" / name)
+            cpu[name] = children_cpu_s() - cpu_before
             print(f"    {name}: {args.steps / (time.monotonic() - started):.2f} steps/s")
+    logs = {name: logged_rows(args.out / "runs" / name) for name in runs}
+    results = {name: [r for r in rows if "val/t2v_r1" in r] for name, rows in logs.items()}
     rows = table(results)
-    with (args.out / "learning.csv").open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    steps = {name: int(max(r["step"] for r in log)) + 1 for name, log in logs.items()}
+    speeds = [speed(n, logs[n], cpu.get(n), steps[n]) for n in runs]
+    terms = [t for n in runs for t in span_terms(n, logs[n])]
+    write_csv(rows, args.out / "learning.csv")
+    write_csv(speeds, args.out / "speed.csv")
+    write_csv(terms, args.out / "span_terms.csv")
     plot(rows, args.out / "learning.png")
     print(f"\nheld-out recall@1 (x chance), {rows[0]['windows']} windows:")
-    header = f"{'run':<8} {'step':>6}  " + "  ".join(f"{d:>18}" for d in DIRECTIONS.values())
+    width = max(8, *(len(n) for n in results))
+    header = f"{'run':<{width}} {'step':>6}  " + "  ".join(f"{d:>18}" for d in DIRECTIONS.values())
     print(header)
     for name in results:
         for step in dict.fromkeys(r["step"] for r in rows if r["run"] == name):
@@ -258,27 +347,37 @@ def main(argv: list[str] | None = None) -> int:
                 else " " * 18
                 for d in DIRECTIONS.values()
             )
-            print(f"{name:<8} {step:>6}  {line}")
+            print(f"{name:<{width}} {step:>6}  {line}")
+    print("\nseconds per training step (wall: median of perf/step_s; CPU: whole run / steps):")
+    for s in speeds:
+        print(
+            f"{s['run']:<{width}} {s['wall_s_per_step']!s:>8} wall  {s['cpu_s_per_step']!s:>8} CPU"
+        )
+    if terms:
+        print("\nspan terms on the held-out windows at the last validation (nats):")
+        for t in terms:
+            print(
+                f"{t['run']:<{width}} {t['term']:<6} {t['value']:7.3f}  chance {t['chance']:7.3f}"
+                f"  below chance {t['below_chance']:6.3f}"
+            )
     extra = objective_rows(logs)
     if extra:
-        with (args.out / "objectives.csv").open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(extra[0]))
-            writer.writeheader()
-            writer.writerows(extra)
+        write_csv(extra, args.out / "objectives.csv")
         print("\nobjective metrics (first training log, then each validation):")
         for r in extra:
             chance = f"  (chance {r['chance']})" if r["chance"] != "" else ""
             print(
-                f"{r['run']:<8} {r['step']:>6} {r['split']:<5} {r['metric']:<18} {r['value']:8.4f}{chance}"
+                f"{r['run']:<{width}} {r['step']:>6} {r['split']:<5} {r['metric']:<18}"
+                f" {r['value']:8.4f}{chance}"
             )
-        print(f"wrote {args.out / 'objectives.csv'}")
     losses = chance_losses(results)
     if losses:
         print("\nheld-out loss beside its value at chance (all scores equal):")
         for name, step, objective, value, level in losses:
-            print(f"{name:<8} {step:>6}  {objective:<8} {value:8.3f}  chance {level:8.3f}")
-    print(f"\nwrote {args.out / 'learning.csv'} and {args.out / 'learning.png'}")
-    print("\n" + st.report())
+            print(f"{name:<{width}} {step:>6}  {objective:<8} {value:8.3f}  chance {level:8.3f}")
+    print(f"\nwrote learning.csv, speed.csv, span_terms.csv and learning.png in {args.out}")
+    if st.report().strip():
+        print("\n" + st.report())
     return 0
 
 

@@ -178,22 +178,74 @@ PRESETS: dict[str, ModelConfig] = {
 # ----------------------------------------------------------------------------- objectives
 
 
+FRAME_TERMS = ("vision_free", "masked_frames")
+MASK_BUDGETS = ("per_view", "shared")
+AUDIO_NEGATIVES = ("all", "masked")
+
+
 @dataclass
 class SpanLossConfig:
-    """MERLOT Reserve contrastive span loss: frame, audio and text terms."""
+    """MERLOT Reserve contrastive span loss: frame, audio and text terms.
+
+    The defaults are Reserve's released recipe (docs/DESIGN.md section 3.1). The recipe
+    Montage used before, kept for comparison, is: mask_budget shared, frame_term
+    masked_frames, audio_negatives masked, neighbour_text_p 0, mask_audio_token false,
+    borrow_tokens false.
+    """
 
     weight: float = 1.0
-    mask_rate: float = (
-        0.25  # share of a sample's sub-segments MASKed (split text->audio / audio->text)
-    )
-    frame_mask_rate: float = 0.25  # share of a sample's frames MASKed for the frame term
+    # share of a sample's real sub-segments MASKed: in each view (per_view, Reserve: 12 + 12
+    # of 48, disjoint), or one budget split between the two views (shared)
+    mask_rate: float = 0.25
+    mask_budget: str = "per_view"
+    # frame term: a separate pass without frames, one pooling token per segment over its
+    # audio or its words (vision_free, Reserve); or MASKed frames in the text view
+    frame_term: str = "vision_free"
+    frame_mask_rate: float = 0.25  # masked_frames only: share of a sample's frames MASKed
+    pass_words_p: float = 0.5  # vision_free only: chance that a sample's pass sees words
+    # audio term negatives: the other masked audio plus every unmasked sub-segment's (all),
+    # or the other masked audio only (masked)
+    audio_negatives: str = "all"
+    # audio view: chance that a masked sub-segment's neighbours show their words, not audio
+    neighbour_text_p: float = 0.8
+    mask_audio_token: bool = True  # text view: MASK queries the words, MASKAUDIO the audio
+    borrow_tokens: bool = True  # an empty text-view MASK borrows a token from a neighbour
     init_log_scale: float = 1.0
     max_log_scale: float = math.log(100.0)
 
     def __post_init__(self) -> None:
-        for name in ("mask_rate", "frame_mask_rate"):
+        key = "model.objectives.span."
+        for name in ("mask_rate", "frame_mask_rate", "pass_words_p", "neighbour_text_p"):
             rate = getattr(self, name)
-            require(0.0 <= rate <= 1.0, f"model.objectives.span.{name}", f"{rate} is not in [0, 1]")
+            require(0.0 <= rate <= 1.0, key + name, f"{rate} is not in [0, 1]")
+        for name, choices in (
+            ("mask_budget", MASK_BUDGETS),
+            ("frame_term", FRAME_TERMS),
+            ("audio_negatives", AUDIO_NEGATIVES),
+        ):
+            value = getattr(self, name)
+            require(value in choices, key + name, f"{value!r}; choose from {list(choices)}")
+        require(
+            self.mask_budget == "shared" or self.mask_rate <= 0.5,
+            key + "mask_rate",
+            f"{self.mask_rate} per view leaves the two views no disjoint room (at most 0.5)",
+        )
+
+    @classmethod
+    def legacy(cls, **overrides: object) -> SpanLossConfig:
+        """The recipe Montage used before Reserve's (kept to compare the two in one run)."""
+        return cls(**{**LEGACY_SPAN, **overrides})
+
+
+# SpanLossConfig fields of the recipe Montage used before Reserve's (bench/configs/span-legacy.yaml).
+LEGACY_SPAN = {
+    "mask_budget": "shared",
+    "frame_term": "masked_frames",
+    "audio_negatives": "masked",
+    "neighbour_text_p": 0.0,
+    "mask_audio_token": False,
+    "borrow_tokens": False,
+}
 
 
 EAO_PAIRS = ("t-v", "t-a", "v-a", "t-va", "v-ta", "a-tv")

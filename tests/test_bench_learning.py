@@ -6,7 +6,17 @@ import argparse
 
 import pytest
 
-from bench.bench_learning import ROOT, RUNS, chance_losses, objective_rows, parse_run, table
+from bench.bench_learning import (
+    DEFAULT_RUNS,
+    ROOT,
+    RUNS,
+    chance_losses,
+    objective_rows,
+    parse_run,
+    span_terms,
+    speed,
+    table,
+)
 
 
 def test_run_names_configs_from_the_repository_root_in_order():
@@ -79,3 +89,38 @@ def test_still_frame_rows_count_chance_over_stills_and_new_directions_get_rows()
 def test_losses_with_a_chance_term_are_listed_beside_it():
     logged = {"step": 199.0, "val/fac": 4.5, "val/fac/chance": 9.0, "val/span/frame": 1.0}
     assert chance_losses({"fac": [logged]}) == [("fac", 200, "fac", 4.5, 9.0)]
+
+
+def test_default_rows_are_the_four_span_comparison_configs_and_exist():
+    assert list(DEFAULT_RUNS) == ["span", "span-legacy", "combinatorial", "span+combinatorial"]
+    for configs in DEFAULT_RUNS.values():
+        assert all(p.is_file() for p in configs)
+
+
+def test_span_terms_come_from_the_last_validation_beside_chance():
+    logged = [
+        {"step": 99.0, "val/span/frame": 4.0, "val/span/chance/frame": 4.5},
+        {"step": 199.0, "train/span/frame": 1.0},
+        {"step": 199.0, "val/span/frame": 3.25, "val/span/chance/frame": 4.5},
+    ]
+    (row,) = span_terms("span", logged)  # only the terms with a chance logged
+    assert row == {
+        "run": "span",
+        "step": 200,
+        "term": "frame",
+        "value": 3.25,
+        "chance": 4.5,
+        "below_chance": 1.25,
+    }
+    assert span_terms("combinatorial", [{"step": 5.0, "val/t2v_r1": 0.1}]) == []
+
+
+def test_speed_is_the_median_logged_step_time_and_cpu_seconds_per_step():
+    logged = [{"perf/step_s": v} for v in (0.5, 3.0, 0.75)] + [{"step": 3.0}]
+    assert speed("x", logged, 12.0, 8) == {
+        "run": "x",
+        "steps": 8,
+        "wall_s_per_step": 0.75,
+        "cpu_s_per_step": 1.5,
+    }
+    assert speed("x", logged, None, 8)["cpu_s_per_step"] == ""

@@ -41,13 +41,17 @@ class SpanMasks:
     text_view: Tensor  # (B, S, 3) bool: words replaced by MASK in the text view
     audio_view: Tensor  # (B, S, 3) bool: audio replaced by MASK in the audio view
     frames: Tensor  # (B, S) bool: frame tokens replaced by MASK in the text view
+    # (B, S, 3) bool: sub-segments the audio view shows as words (a masked one's neighbours)
+    audio_view_words: Tensor | None = None
+    pass_words: Tensor | None = None  # (B,) bool: the vision-free pass sees words, not audio
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> SpanMasks:
-        return SpanMasks(
-            self.text_view.to(device, non_blocking=non_blocking),
-            self.audio_view.to(device, non_blocking=non_blocking),
-            self.frames.to(device, non_blocking=non_blocking),
-        )
+        moved = {
+            f.name: getattr(self, f.name).to(device, non_blocking=non_blocking)
+            for f in fields(self)
+            if getattr(self, f.name) is not None
+        }
+        return replace(self, **moved)
 
     def check(self, batch_size: int, num_segments: int) -> None:
         B, S = batch_size, num_segments
@@ -57,6 +61,12 @@ class SpanMasks:
         assert not bool((self.text_view & self.audio_view).any()), (
             "views must mask disjoint sub-segments"
         )
+        if self.audio_view_words is not None:
+            words = self.audio_view_words
+            assert words.shape == (B, S, SUBSEGMENTS), f"audio_view_words {words.shape}"
+            assert not bool((words & self.audio_view).any()), "a masked sub-segment shows no words"
+        if self.pass_words is not None:
+            assert self.pass_words.shape == (B,), f"pass_words {self.pass_words.shape}"
 
 
 @dataclass

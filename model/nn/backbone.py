@@ -16,11 +16,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from model.config import SUBSEGMENTS, ModelConfig
 from model.nn.encoders import AudioEncoder, FrameEncoder, SpanEncoder
-from model.nn.joint import JointInput, mask_keys, mask_words
+from model.nn.joint import JointInput, mask_keys, mask_words, replace_token
 from model.nn.layers import Transformer, init_weights
 
 Part = tuple[Tensor, Tensor]  # tokens (B, S, T, D) and their key mask (B, S, T)
@@ -106,13 +107,27 @@ class Backbone(nn.Module):
         return x, segment_mask[:, :, None].expand(x.shape[:3])
 
     def text_part(
-        self, text: Tensor, text_mask: Tensor, segment_mask: Tensor, masked: Tensor | None = None
+        self,
+        text: Tensor,
+        text_mask: Tensor,
+        segment_mask: Tensor,
+        masked: Tensor | None = None,
+        mask_audio: Tensor | None = None,
     ) -> Part:
-        """Embedded words (B, S, 3L, D) and key mask (B, S, 3L); masked (B, S, 3) -> MASK."""
+        """Embedded words (B, S, 3L, D) and key mask (B, S, 3L); masked (B, S, 3) -> MASK,
+        followed by the embedding mask_audio (D,) when given (MASKAUDIO; L grows to 2 if 1)."""
         cfg = self.config
+        two = masked is not None and mask_audio is not None
+        if two and text.shape[-1] < 2:
+            text = F.pad(text, (0, 1), value=cfg.pad_id)
+            text_mask = F.pad(text_mask, (0, 1), value=False)
         if masked is not None:
-            text, text_mask = mask_words(text, text_mask, masked, cfg.mask_id, cfg.pad_id)
-        x = self.joint_input.words(self.token_embedding(text))  # (B, S, 3, L, D)
+            width = 2 if two else 1
+            text, text_mask = mask_words(text, text_mask, masked, cfg.mask_id, cfg.pad_id, width)
+        emb = self.token_embedding(text)  # (B, S, 3, L, D)
+        if two:
+            emb = replace_token(emb, masked, mask_audio, 1)
+        x = self.joint_input.words(emb)  # (B, S, 3, L, D)
         valid = text_mask & segment_mask[:, :, None, None]
         return x.flatten(2, 3), valid.flatten(2, 3)
 
@@ -181,16 +196,17 @@ class Backbone(nn.Module):
         text_mask: Tensor,
         segment_mask: Tensor,
         masked_subsegments: Tensor | None = None,
+        mask_audio: Tensor | None = None,
     ) -> JointOutput:
-        """Joint encoding of frames + words; masked (B, S, 3) sub-segments become one MASK."""
-        L = text.shape[-1]
+        """Joint encoding of frames + words; masked (B, S, 3) sub-segments become one MASK,
+        or MASK then MASKAUDIO when the embedding mask_audio (D,) is given."""
         f, t = self.fuse(
             [
                 self.frame_part(frames, segment_mask),
-                self.text_part(text, text_mask, segment_mask, masked_subsegments),
+                self.text_part(text, text_mask, segment_mask, masked_subsegments, mask_audio),
             ]
         )
-        return JointOutput(frames=f, subsegments=t.unflatten(2, (SUBSEGMENTS, L)))
+        return JointOutput(frames=f, subsegments=t.unflatten(2, (SUBSEGMENTS, -1)))
 
     def audio_view(
         self,
@@ -199,13 +215,28 @@ class Backbone(nn.Module):
         segment_mask: Tensor,
         audio_present: Tensor,
         masked_subsegments: Tensor | None = None,
+        words: tuple[Tensor, Tensor, Tensor] | None = None,
     ) -> JointOutput:
         """Joint encoding of frames + audio tokens; masked (B, S, 3) sub-segments show only
-        their first token (see audio_part)."""
-        f, a = self.fuse(
-            [
-                self.frame_part(frames, segment_mask),
-                self.audio_part(audio, segment_mask, audio_present, masked_subsegments),
-            ]
-        )
-        return JointOutput(frames=f, subsegments=a.unflatten(2, (SUBSEGMENTS, -1)))
+        their first token (see audio_part). words = (text, text_mask, shown (B, S, 3)):
+        the shown sub-segments enter as their words instead of their audio."""
+        parts = [
+            self.frame_part(frames, segment_mask),
+            self.audio_part(audio, segment_mask, audio_present, masked_subsegments),
+        ]
+        if words is not None:
+            text, text_mask, shown = words
+            x, valid = parts[1]
+            hide = shown[..., None].expand(*shown.shape, audio.tokens.shape[3]).flatten(2)
+            parts[1] = (x, valid & ~hide)
+            parts.append(self.text_part(text, text_mask & shown[..., None], segment_mask))
+        out = self.fuse(parts)
+        return JointOutput(frames=out[0], subsegments=out[1].unflatten(2, (SUBSEGMENTS, -1)))
+
+    def pooled(self, token: Tensor, content: Part, segment_mask: Tensor) -> Tensor:
+        """Joint encoding without frames: per segment the pooling token (D,) followed by
+        that segment's content part (audio_part or text_part). Returns the pooling
+        token's outputs (B, S, D)."""
+        B, S = segment_mask.shape
+        pool = (self.joint_input.pooling(token, B, S), segment_mask[:, :, None])
+        return self.fuse([pool, content])[0][:, :, 0]

@@ -57,6 +57,11 @@ class JointInput(nn.Module):
         place = self.segment[:S, None, None] + self.subsegment[:, None] + self.kind[TEXT]
         return emb + self.text_pos[:L] + place
 
+    def pooling(self, token: Tensor, batch_size: int, segments: int) -> Tensor:
+        """One learned pooling token (D,) per segment -> (B, S, 1, D), placed by segment."""
+        place = token.to(self.segment.dtype) + self.segment[:segments]  # (S, D)
+        return place[None, :, None].expand(batch_size, -1, -1, -1)
+
     def audio(self, tokens: Tensor) -> Tensor:
         """tokens (B, S, 3, Na, D) -> embedded (B, S, 3, Na, D)."""
         assert self.audio_pos is not None, "this joint input was built without audio"
@@ -66,18 +71,20 @@ class JointInput(nn.Module):
 
 
 def mask_words(
-    text: Tensor, text_mask: Tensor, masked: Tensor, mask_id: int, pad_id: int
+    text: Tensor, text_mask: Tensor, masked: Tensor, mask_id: int, pad_id: int, width: int = 1
 ) -> tuple[Tensor, Tensor]:
-    """Replace the words of masked sub-segments by one MASK token (new tensors).
+    """Replace the words of masked sub-segments by MASK and `width - 1` slots (new tensors).
 
-    text, text_mask (B, S, 3, L); masked (B, S, 3) bool. A masked sub-segment becomes
-    [MASK, PAD, ...] with key mask [True, False, ...].
+    text, text_mask (B, S, 3, L) with L >= width; masked (B, S, 3) bool. A masked
+    sub-segment becomes [MASK, PAD, ...] with key mask True at its first `width` tokens
+    (the caller puts the embedding of a second MASK token, MASKAUDIO, in slot 1).
     """
     L = text.shape[-1]
-    first = torch.arange(L, device=text.device) == 0  # (L,)
+    assert width <= L, f"{L} token slots cannot hold {width} MASK tokens"
+    slots = torch.arange(L, device=text.device)  # (L,)
     m = masked[..., None]  # (B, S, 3, 1)
-    text = torch.where(m, torch.where(first, mask_id, pad_id), text)
-    text_mask = torch.where(m, first, text_mask)
+    text = torch.where(m, torch.where(slots == 0, mask_id, pad_id), text)
+    text_mask = torch.where(m, slots < width, text_mask)
     return text, text_mask
 
 
@@ -89,6 +96,11 @@ def mask_keys(valid: Tensor, masked: Tensor) -> Tensor:
 
 def replace_first(tokens: Tensor, masked: Tensor, embedding: Tensor) -> Tensor:
     """tokens (B, S, 3, K, D) with the first token of masked (B, S, 3) groups set to embedding (D,)."""
-    first = torch.arange(tokens.shape[3], device=tokens.device) == 0  # (K,)
-    where = masked[..., None, None] & first[:, None]  # (B, S, 3, K, 1)
+    return replace_token(tokens, masked, embedding, 0)
+
+
+def replace_token(tokens: Tensor, masked: Tensor, embedding: Tensor, index: int) -> Tensor:
+    """tokens (B, S, 3, K, D) with token `index` of masked (B, S, 3) groups set to embedding (D,)."""
+    at = torch.arange(tokens.shape[3], device=tokens.device) == index  # (K,)
+    where = masked[..., None, None] & at[:, None]  # (B, S, 3, K, 1)
     return torch.where(where, embedding.to(tokens.dtype), tokens)

@@ -38,6 +38,12 @@ ROOT = Path(__file__).resolve().parents[2]
         (lambda: ModelConfig.from_name("tiny", frame_sise=(64, 96)), "model.config.frame_sise"),
         (lambda: SpanLossConfig(mask_rate=1.5), "model.objectives.span.mask_rate"),
         (lambda: SpanLossConfig(frame_mask_rate=-0.1), "model.objectives.span.frame_mask_rate"),
+        (lambda: SpanLossConfig(mask_rate=0.6), "model.objectives.span.mask_rate"),
+        (lambda: SpanLossConfig(mask_budget="half"), "model.objectives.span.mask_budget"),
+        (lambda: SpanLossConfig(frame_term="cls"), "model.objectives.span.frame_term"),
+        (lambda: SpanLossConfig(audio_negatives="some"), "model.objectives.span.audio_negatives"),
+        (lambda: SpanLossConfig(neighbour_text_p=2.0), "model.objectives.span.neighbour_text_p"),
+        (lambda: SpanLossConfig(pass_words_p=-1.0), "model.objectives.span.pass_words_p"),
         (
             lambda: CombinatorialLossConfig(pair_weights={"t-x": 1.0}),
             "model.objectives.combinatorial.pair_weights",
@@ -80,6 +86,29 @@ def test_good_values_and_the_presets_pass():
     for size in ("tiny", "base", "large"):
         assert ModelConfig.from_name(size, max_segments=4).max_segments == 4
     assert SpanLossConfig(mask_rate=0.0, frame_mask_rate=1.0).mask_rate == 0.0
+    assert SpanLossConfig(mask_budget="shared", mask_rate=0.8).mask_rate == 0.8
+
+
+def test_span_defaults_are_reserves_recipe_and_legacy_is_the_old_one():
+    reserve, legacy = SpanLossConfig(), SpanLossConfig.legacy()
+    assert (reserve.mask_rate, reserve.mask_budget, reserve.frame_term) == (
+        0.25,
+        "per_view",
+        "vision_free",
+    )
+    assert (reserve.audio_negatives, reserve.neighbour_text_p, reserve.pass_words_p) == (
+        "all",
+        0.8,
+        0.5,
+    )
+    assert reserve.mask_audio_token and reserve.borrow_tokens
+    assert (legacy.mask_budget, legacy.frame_term, legacy.audio_negatives) == (
+        "shared",
+        "masked_frames",
+        "masked",
+    )
+    assert legacy.neighbour_text_p == 0.0 and not legacy.mask_audio_token
+    assert not legacy.borrow_tokens and legacy.mask_rate == legacy.frame_mask_rate == 0.25
     assert ObjectiveConfig.only("mvm").enabled() == ["mvm"]
     assert ObjectiveConfig.only("merlot").enabled() == ["merlot"]
     assert MerlotLossConfig(attention_share=0.0, reorder_rate=1.0).reorder_rate == 1.0

@@ -43,7 +43,9 @@ def test_evaluate_prints_a_table(trained_run, capsys):
     )
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == ["direction", "n", "R@1", "R@5", "R@10", "MedR"]
-    assert [ln.split()[0] for ln in lines[1:]] == list(logged_directions(trained_run.last_validation()))
+    assert [ln.split()[0] for ln in lines[1:]] == list(
+        logged_directions(trained_run.last_validation())
+    )
 
 
 def test_clip_mode_evaluation_equals_validation_on_the_same_windows(trained_run, tmp_path, capsys):

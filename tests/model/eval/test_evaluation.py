@@ -13,6 +13,7 @@ from model.config import (
     ModelConfig,
     MvmLossConfig,
     ObjectiveConfig,
+    SpanLossConfig,
 )
 from model.data.batch import Batch, random_batch
 from model.data.stream import LoaderBatch
@@ -142,14 +143,14 @@ def test_each_objective_supplies_the_spaces_its_heads_align(objective, spaces):
     assert set(retrieval_report(emb)) == set().union(*(expected[s] for s in spaces))
 
 
-def test_span_embeddings_come_from_the_heads_the_span_loss_trains():
-    """Zeroing a head the span terms train changes exactly the embeddings built from it."""
-    model = Reserve(TINY, ObjectiveConfig.only("span")).eval()
+def _changed_by_heads(objectives, heads_to_try):
+    """Which window embeddings change when one head of the span objective is scrambled."""
+    model = Reserve(TINY, objectives).eval()
     batch = sparse_batch()
     before = embed_batch(model, batch)
     heads = model.objectives["span"]
     changed = {}
-    for term, side in [("frame", "query"), ("frame", "target"), ("audio", "query")]:
+    for term, side in heads_to_try:
         head = getattr(heads, side)[term]
         saved = head.weight.detach().clone()
         with torch.no_grad():
@@ -162,9 +163,33 @@ def test_span_embeddings_come_from_the_heads_the_span_loss_trains():
             for name in ("text", "video_t", "audio", "video_a")
             if not torch.allclose(getattr(before, name), getattr(after, name))
         }
+    return changed
+
+
+def test_span_embeddings_come_from_the_heads_the_span_loss_trains():
+    """Zeroing a head the span terms train changes exactly the embeddings built from it
+    (the masked-frames recipe: frame heads for text-video, audio heads for audio-video)."""
+    objectives = ObjectiveConfig.only("span")
+    objectives.span = SpanLossConfig.legacy()
+    changed = _changed_by_heads(
+        objectives, [("frame", "query"), ("frame", "target"), ("audio", "query")]
+    )
     assert changed[("frame", "query")] == {"text"}
     assert changed[("frame", "target")] == {"video_t"}
     assert changed[("audio", "query")] == {"video_a"}
+
+
+def test_reserve_span_embeddings_come_from_the_vision_free_frame_term():
+    """Reserve's recipe: the frame term's pass over words (or audio) without frames gives
+    the text (or audio) side through the frame query head; the frame target head gives
+    the video side of both spaces; the audio heads are not used."""
+    changed = _changed_by_heads(
+        ObjectiveConfig.only("span"),
+        [("frame", "query"), ("frame", "target"), ("audio", "query"), ("audio", "target")],
+    )
+    assert changed[("frame", "query")] == {"text", "audio"}
+    assert changed[("frame", "target")] == {"video_t", "video_a"}
+    assert changed[("audio", "query")] == changed[("audio", "target")] == set()
 
 
 class Sealed(nn.Module):

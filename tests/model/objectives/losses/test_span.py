@@ -103,3 +103,61 @@ def test_no_valid_row_gives_zero_with_finite_gradients():
     assert loss.item() == 0.0
     for g in _grads(loss, x, y, module.log_scales["text"]):
         assert torch.isfinite(g).all()
+
+
+def direct_span_with_negatives(x, y, valid, negatives, s):
+    """Reserve's audio term: a query l is scored against the valid targets and every extra
+    negative (targets with no query); a target l against the valid queries only."""
+    c = torch.exp(torch.clamp(s, max=math.log(100.0)) / 2)
+
+    def unit(v):
+        return v / torch.sqrt((v**2).sum() + 1e-5) * c
+
+    rows = [i for i in range(x.shape[0]) if valid[i]]
+    columns = [i for i in range(x.shape[0]) if valid[i] or negatives[i]]
+    a = sum(
+        torch.logsumexp(torch.stack([unit(x[q]) @ unit(y[v]) for v in columns]), 0)
+        - unit(x[q]) @ unit(y[q])
+        for q in rows
+    )
+    b = sum(
+        torch.logsumexp(torch.stack([unit(y[q]) @ unit(x[u]) for u in rows]), 0)
+        - unit(y[q]) @ unit(x[q])
+        for q in rows
+    )
+    return 0.5 * (a / len(rows) + b / len(rows))
+
+
+def test_extra_negatives_enter_only_the_query_to_target_direction():
+    x, y, valid = _leaves(5, n=12)
+    negatives = ~valid & (torch.arange(12) % 2 == 0)  # some rows without a query
+    negatives[valid.nonzero()[0]] = True  # a valid row marked too changes nothing
+    module = ContrastiveSpanLoss(("audio",), init_log_scale=1.5).double()
+    chances = {}
+    ours = module({"audio": (x, y, valid, negatives)}, chances)["audio"]
+    s = module.log_scales["audio"]
+    ref = direct_span_with_negatives(x, y, valid, negatives, s)
+    torch.testing.assert_close(ours.double(), ref, atol=1e-5, rtol=1e-5)
+    for g_ours, g_ref in zip(_grads(ours, x, y, s), _grads(ref, x, y, s), strict=True):
+        torch.testing.assert_close(g_ours.double(), g_ref, atol=1e-5, rtol=1e-5)
+    without = module({"audio": (x, y, valid)})["audio"]
+    assert ours.item() > without.item(), "more negatives, higher loss"
+    n, m = int(valid.sum()), int((negatives & ~valid).sum())
+    assert m > 0
+    assert chances["audio"].item() == pytest.approx(0.5 * (math.log(n + m) + math.log(n)))
+
+
+def test_chance_is_the_value_when_every_score_is_equal():
+    n = 7
+    x = torch.ones(n, 4, dtype=torch.float64)  # every query and target the same direction
+    valid = torch.ones(n, dtype=torch.bool)
+    valid[5:] = False
+    negatives = torch.zeros(n, dtype=torch.bool)
+    negatives[6] = True
+    module = ContrastiveSpanLoss(("audio", "text")).double()
+    chances = {}
+    losses = module({"audio": (x, x, valid, negatives), "text": (x, x, valid)}, chances)
+    assert losses["text"].item() == pytest.approx(math.log(5))
+    assert losses["audio"].item() == pytest.approx(0.5 * (math.log(6) + math.log(5)))
+    for term in ("audio", "text"):
+        assert chances[term].item() == pytest.approx(losses[term].item())
