@@ -105,7 +105,9 @@ def test_retrieval_is_text_video_from_the_matching_heads():
     model = Reserve(TINY, merlot()).eval()
     batch = _batch(4)
     report = evaluate(model, [batch])
-    assert set(report) == {"text->video", "video->text"}, "frames and words only: no audio"
+    assert set(report) == {"text->video", "video->text", "image->text", "text->image"}, (
+        "frames and words only: no audio"
+    )
     before = embed_batch(model, batch)
     head = model.objectives["merlot"].frame_head
     with torch.no_grad():
