@@ -5,6 +5,9 @@
   of the demo corpus's narration (``write_narrated_shards``: its planned words, no media);
 - a test-sized ``pipelines.yaml`` (``write_config``);
 - ``without_modules``: the environment of a Python in which some modules cannot be imported;
+- ``item_batch``: windows whose frames, words and sounds name the same items (retrieval
+  that can be learnt); ``direct_span``/``direct_span_with_negatives``: the span loss
+  written out term by term;
 - ``stalled_input``: a media path whose reader waits for data that does not come;
 - ``http_proxy``: a real HTTP proxy (proxy.py) on loopback, with its access log;
 - ``real_output``: an output folder made by the real per-video core, shared by the
@@ -32,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 import os
 import shutil
 import socket
@@ -463,3 +467,84 @@ def http_proxy(folder: Path) -> Iterator[tuple[str, Path]]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+# --- windows whose frames, words and sounds name the same items (retrieval that can learn) ---
+
+ITEMS = 6  # items: each has its own colour, word and sound
+
+
+def item_batch(batch_size: int, generator, config=None):
+    """Windows of 4 segments, each showing, naming and sounding one of ITEMS items at
+    random (``config``: a tiny ModelConfig with 4 segments when None)."""
+    import torch
+
+    from model.config import SUBSEGMENTS, ModelConfig
+    from model.data.batch import Batch
+
+    cfg = config or ModelConfig.from_name("tiny", max_segments=4)
+    B, S, L = batch_size, 4, 4
+    H, W = cfg.frame_size
+    items = torch.randint(0, ITEMS, (B, S), generator=generator)  # (B, S)
+    palette = torch.tensor(
+        [[255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 0], [0, 255, 255], [255, 0, 255]],
+        dtype=torch.uint8,
+    )
+    frames = palette[items][..., None, None].expand(B, S, 3, H, W).contiguous()
+    bands = torch.arange(cfg.n_mels) // (cfg.n_mels // ITEMS)  # (M,) item of each mel band
+    audio = 5.0 * (bands == items[..., None, None, None]).float()  # (B, S, 1, 1, M)
+    audio = audio.expand(B, S, SUBSEGMENTS, cfg.audio_frames, cfg.n_mels).contiguous()
+    text = torch.zeros(B, S, SUBSEGMENTS, L, dtype=torch.long)
+    text[..., 0] = 3 + items[..., None]  # past PAD, MASK and MASKAUDIO
+    text_mask = text > 0
+    segment_mask = torch.ones(B, S, dtype=torch.bool)
+    return Batch(frames, audio, text, text_mask, segment_mask, torch.ones(B, dtype=torch.bool))
+
+
+# --- the span loss written out term by term (docs/DESIGN.md section 3.1) ---
+
+
+def direct_span(x, y, valid, s):
+    """The term of docs/DESIGN.md section 3.1:
+    1/2 [mean_l (LSE_v xh_l.yh_v - xh_l.yh_l) + mean_l (LSE_v yh_l.xh_v - yh_l.xh_l)]."""
+    import torch
+
+    rows = [i for i in range(x.shape[0]) if valid[i]]
+    c = torch.exp(torch.clamp(s, max=math.log(100.0)) / 2)
+    xh = [x[i] / torch.sqrt((x[i] ** 2).sum() + 1e-5) * c for i in rows]
+    yh = [y[i] / torch.sqrt((y[i] ** 2).sum() + 1e-5) * c for i in rows]
+    n = len(rows)
+    a = sum(
+        torch.logsumexp(torch.stack([xh[q] @ yh[v] for v in range(n)]), 0) - xh[q] @ yh[q]
+        for q in range(n)
+    )
+    b = sum(
+        torch.logsumexp(torch.stack([yh[q] @ xh[v] for v in range(n)]), 0) - yh[q] @ xh[q]
+        for q in range(n)
+    )
+    return 0.5 * (a / n + b / n)
+
+
+def direct_span_with_negatives(x, y, valid, negatives, s):
+    """Reserve's audio term: a query l is scored against the valid targets and every extra
+    negative (targets with no query); a target l against the valid queries only."""
+    import torch
+
+    c = torch.exp(torch.clamp(s, max=math.log(100.0)) / 2)
+
+    def unit(v):
+        return v / torch.sqrt((v**2).sum() + 1e-5) * c
+
+    rows = [i for i in range(x.shape[0]) if valid[i]]
+    columns = [i for i in range(x.shape[0]) if valid[i] or negatives[i]]
+    a = sum(
+        torch.logsumexp(torch.stack([unit(x[q]) @ unit(y[v]) for v in columns]), 0)
+        - unit(x[q]) @ unit(y[q])
+        for q in rows
+    )
+    b = sum(
+        torch.logsumexp(torch.stack([unit(y[q]) @ unit(x[u]) for u in rows]), 0)
+        - unit(y[q]) @ unit(x[q])
+        for q in rows
+    )
+    return 0.5 * (a / len(rows) + b / len(rows))

@@ -8,7 +8,6 @@ import torch
 from torch import nn
 
 from model.config import (
-    SUBSEGMENTS,
     MilNceLossConfig,
     ModelConfig,
     MvmLossConfig,
@@ -27,6 +26,7 @@ from model.eval.evaluation import (
     retrieval_report,
 )
 from model.objectives.reserve import Reserve
+from tests.helpers import ITEMS, item_batch
 
 TINY = ModelConfig.from_name("tiny", max_segments=4)
 
@@ -235,27 +235,7 @@ def test_evaluation_reads_objectives_only_through_their_embed(objectives):
 # ----------------------------------------------------------------------------- learning
 
 
-K = 6  # items: each has its own colour, word and sound
-
-
-def item_batch(batch_size: int, generator: torch.Generator) -> Batch:
-    """Windows of 4 segments, each showing, naming and sounding one of K items at random."""
-    B, S, L = batch_size, 4, 4
-    H, W = TINY.frame_size
-    items = torch.randint(0, K, (B, S), generator=generator)  # (B, S)
-    palette = torch.tensor(
-        [[255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 0], [0, 255, 255], [255, 0, 255]],
-        dtype=torch.uint8,
-    )
-    frames = palette[items][..., None, None].expand(B, S, 3, H, W).contiguous()
-    bands = torch.arange(TINY.n_mels) // (TINY.n_mels // K)  # (M,) item of each mel band
-    audio = 5.0 * (bands == items[..., None, None, None]).float()  # (B, S, 1, 1, M)
-    audio = audio.expand(B, S, SUBSEGMENTS, TINY.audio_frames, TINY.n_mels).contiguous()
-    text = torch.zeros(B, S, SUBSEGMENTS, L, dtype=torch.long)
-    text[..., 0] = 2 + items[..., None]
-    text_mask = text > 0
-    segment_mask = torch.ones(B, S, dtype=torch.bool)
-    return Batch(frames, audio, text, text_mask, segment_mask, torch.ones(B, dtype=torch.bool))
+K = ITEMS  # items: each has its own colour, word and sound
 
 
 def test_retrieval_climbs_far_above_chance_when_the_objective_learns_the_pairing():

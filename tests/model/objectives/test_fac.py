@@ -11,7 +11,8 @@ from model.data.stream import LoaderBatch
 from model.eval.evaluation import evaluate
 from model.objectives import AUDIO_VIDEO, TEXT_AUDIO, TEXT_VIDEO
 from model.objectives.reserve import Reserve
-from tests.model.eval.test_evaluation import K, item_batch
+from tests.helpers import ITEMS as K
+from tests.helpers import item_batch
 
 TINY = ModelConfig.from_name("tiny", max_segments=4)
 

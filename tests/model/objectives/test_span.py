@@ -12,7 +12,7 @@ from model.nn.joint import TEXT
 from model.nn.masking import span_masks
 from model.objectives.common import Encoded
 from model.objectives.reserve import Reserve
-from tests.model.objectives.losses.test_span import direct_span, direct_span_with_negatives
+from tests.helpers import direct_span, direct_span_with_negatives
 
 TINY = ModelConfig.from_name("tiny")
 

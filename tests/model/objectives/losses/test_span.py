@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from model.objectives.losses.span import ContrastiveSpanLoss
+from tests.helpers import direct_span, direct_span_with_negatives
 
 
 @pytest.fixture(autouse=True)
@@ -15,25 +16,6 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-def direct_span(x, y, valid, s):
-    """The term of docs/DESIGN.md section 3.1:
-    1/2 [mean_l (LSE_v xh_l.yh_v - xh_l.yh_l) + mean_l (LSE_v yh_l.xh_v - yh_l.xh_l)]."""
-    rows = [i for i in range(x.shape[0]) if valid[i]]
-    c = torch.exp(torch.clamp(s, max=math.log(100.0)) / 2)
-    xh = [x[i] / torch.sqrt((x[i] ** 2).sum() + 1e-5) * c for i in rows]
-    yh = [y[i] / torch.sqrt((y[i] ** 2).sum() + 1e-5) * c for i in rows]
-    n = len(rows)
-    a = sum(
-        torch.logsumexp(torch.stack([xh[q] @ yh[v] for v in range(n)]), 0) - xh[q] @ yh[q]
-        for q in range(n)
-    )
-    b = sum(
-        torch.logsumexp(torch.stack([yh[q] @ xh[v] for v in range(n)]), 0) - yh[q] @ xh[q]
-        for q in range(n)
-    )
-    return 0.5 * (a / n + b / n)
 
 
 def _leaves(seed, n=9, e=6):
@@ -103,29 +85,6 @@ def test_no_valid_row_gives_zero_with_finite_gradients():
     assert loss.item() == 0.0
     for g in _grads(loss, x, y, module.log_scales["text"]):
         assert torch.isfinite(g).all()
-
-
-def direct_span_with_negatives(x, y, valid, negatives, s):
-    """Reserve's audio term: a query l is scored against the valid targets and every extra
-    negative (targets with no query); a target l against the valid queries only."""
-    c = torch.exp(torch.clamp(s, max=math.log(100.0)) / 2)
-
-    def unit(v):
-        return v / torch.sqrt((v**2).sum() + 1e-5) * c
-
-    rows = [i for i in range(x.shape[0]) if valid[i]]
-    columns = [i for i in range(x.shape[0]) if valid[i] or negatives[i]]
-    a = sum(
-        torch.logsumexp(torch.stack([unit(x[q]) @ unit(y[v]) for v in columns]), 0)
-        - unit(x[q]) @ unit(y[q])
-        for q in rows
-    )
-    b = sum(
-        torch.logsumexp(torch.stack([unit(y[q]) @ unit(x[u]) for u in rows]), 0)
-        - unit(y[q]) @ unit(x[q])
-        for q in rows
-    )
-    return 0.5 * (a / len(rows) + b / len(rows))
 
 
 def test_extra_negatives_enter_only_the_query_to_target_direction():
