@@ -304,14 +304,12 @@ def last_validation(runs: Path) -> dict[str, float]:
 
 
 def retrieval_table(metrics: dict[str, float]) -> str:
-    """Recall@k and median rank per direction, with what chance would give."""
+    """Recall@k and median rank per direction the run logged, with what chance would give
+    (still frames: over the held-out stills)."""
+    from model.eval.evaluation import SHORT
+
     n = metrics.get("val/n", 0.0)
-    names = {
-        "t2v": "text->video",
-        "v2t": "video->text",
-        "a2v": "audio->video",
-        "v2a": "video->audio",
-    }
+    stills = metrics.get("val/n_stills", 0.0)
     lines = [
         f"    {int(n)} held-out windows; chance: R@1 {1 / n:.3f}, R@5 {min(5 / n, 1):.3f}, "
         f"R@10 {min(10 / n, 1):.3f}, median rank {(n + 1) / 2:.1f}"
@@ -319,14 +317,16 @@ def retrieval_table(metrics: dict[str, float]) -> str:
         else "    no windows",
         f"    {'direction':<14} {'R@1':>6} {'R@5':>6} {'R@10':>6} {'median rank':>12}  R@1 / chance",
     ]
-    for key, name in names.items():
+    for name, key in SHORT.items():
         if f"val/{key}_r1" not in metrics:
             continue
-        r1 = metrics[f"val/{key}_r1"]
+        r1, among = metrics[f"val/{key}_r1"], stills if "image" in name else n
         lines.append(
             f"    {name:<14} {r1:6.3f} {metrics[f'val/{key}_r5']:6.3f} {metrics[f'val/{key}_r10']:6.3f} "
-            f"{metrics[f'val/{key}_medr']:12.1f}  {r1 * n:5.1f}x"
+            f"{metrics[f'val/{key}_medr']:12.1f}  {r1 * among:5.1f}x"
         )
+    if stills:
+        lines.append(f"    (image <-> text: each of {int(stills)} held-out still frames alone)")
     return "\n".join(lines)
 
 

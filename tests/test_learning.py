@@ -76,6 +76,7 @@ def test_text_to_video_recall_at_1_on_held_out_videos_is_5x_chance(demo_run):
     cfg = module.model_config
     data = ShardDataModule(
         val_shards=str(demo_run / "shards" / "heldout"),
+        tokenizer=str(demo_run / "shards" / "train" / "tokenizer.json"),  # the run's, learnt
         batch_size=16,
         num_workers=0,
         frame_size=cfg.frame_size,
