@@ -114,7 +114,9 @@ def gate_counters(result) -> dict[str, int]:
     found: dict[str, int] = dict.fromkeys(COUNTERS, 0)
     try:
         counters = result.metrics().query(MetricsFilter().with_namespace(METRICS))["counters"]
-    except (AttributeError, NotImplementedError, KeyError):  # a runner without metrics
+    except (AttributeError, NotImplementedError, KeyError, ValueError):
+        # a runner without metrics, or a job that was only written (Dataflow's
+        # --template_location: "Job id is unknown")
         return found
     for c in counters:
         if c.key.metric.name in found:
