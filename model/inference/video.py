@@ -13,10 +13,7 @@ The ingest package is imported only when this runs: the model never needs it oth
 
 from __future__ import annotations
 
-import dataclasses
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 from model.data.collate import collate, to_example
 from model.inference.encoder import Encoder, WindowVectors
@@ -30,45 +27,11 @@ class VideoVectors:
     vectors: WindowVectors  # windows (W, E) and segments (W, S, E) per vector name
 
 
-def ingest_samples(path_or_url: str, captions: str | None = None) -> list[schema.Sample]:
-    """The samples ingest makes of one video (filters off, captions optional)."""
-    from ingest import config as ingest_config
-    from ingest.core import VideoFailure, VideoSource, process_video
-
-    settings = ingest_config.load().ingest
-    core = dataclasses.replace(
-        settings.core,
-        filters=ingest_config.FilterConfig(
-            max_duration_s=None, min_words_per_window=None, require_captions=False
-        ),
-        segments=dataclasses.replace(settings.core.segments, min_segments=1),
-    )
-    local = Path(path_or_url)
-    try:
-        if "://" not in path_or_url and local.exists():
-            source = VideoSource(local.stem, url=local.resolve().as_uri(), title=local.stem)
-            cap = Path(captions) if captions else None
-            return process_video(local, cap, core, source).samples
-        from ingest.download import Downloader
-        from ingest.refs import make_ref
-
-        ref = make_ref(path_or_url, captions=captions)
-        with tempfile.TemporaryDirectory(prefix="montage-encode-") as tmp:
-            downloader = Downloader(settings.download, Path(tmp))
-            try:
-                with downloader.session(ref) as got:
-                    title = str(got.info.get("title") or "")
-                    source = VideoSource(ref.video_id, ref.shown_url, title, got.caption_kind)
-                    return process_video(got.video_path, got.captions_path, core, source).samples
-            finally:
-                downloader.close()
-    except VideoFailure as exc:
-        raise ValueError(f"{path_or_url}: {exc}") from None
-
-
 def encode_video(encoder: Encoder, path_or_url: str, captions: str | None = None) -> VideoVectors:
     """Per-window and per-segment vectors of every modality the video has."""
-    samples = ingest_samples(path_or_url, captions)
+    from ingest.single import samples_of  # ingest's door for one video, imported on use
+
+    samples = samples_of(path_or_url, captions)
     cfg, tok = encoder.loaded.decode, encoder.loaded.tokenizer
     examples, metas = [], []
     for s in samples:
