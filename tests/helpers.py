@@ -7,7 +7,8 @@
 - ``without_modules``: the environment of a Python in which some modules cannot be imported;
 - ``item_batch``: windows whose frames, words and sounds name the same items (retrieval
   that can be learnt); ``direct_span``/``direct_span_with_negatives``: the span loss
-  written out term by term;
+  written out term by term; ``on_gloo_ranks``/``average_over_ranks``: a function run in
+  several gloo processes on loopback, gradients averaged as DDP does;
 - ``stalled_input``: a media path whose reader waits for data that does not come;
 - ``http_proxy``: a real HTTP proxy (proxy.py) on loopback, with its access log;
 - ``real_output``: an output folder made by the real per-video core, shared by the
@@ -548,3 +549,48 @@ def direct_span_with_negatives(x, y, valid, negatives, s):
         for q in rows
     )
     return 0.5 * (a / len(rows) + b / len(rows))
+
+
+# --- several gloo processes on loopback (gathered losses, averaged gradients) ---
+
+
+def on_gloo_ranks(fn, world: int, out: Path) -> dict:
+    """Run ``fn(rank, world)`` in ``world`` processes joined by gloo on 127.0.0.1; what
+    rank 0 returns (a dict of tensors) is saved to ``out`` and returned. ``fn`` must be a
+    module-level function (the processes are spawned)."""
+    import torch
+    import torch.multiprocessing as mp
+
+    mp.spawn(_gloo_rank, args=(world, free_port(), fn, str(out)), nprocs=world, join=True)
+    return torch.load(out)
+
+
+def _gloo_rank(rank: int, world: int, port: int, fn, out: str) -> None:
+    from datetime import timedelta
+
+    import torch
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group(
+        "gloo",
+        init_method=f"tcp://127.0.0.1:{port}",
+        rank=rank,
+        world_size=world,
+        timeout=timedelta(seconds=60),
+    )
+    try:
+        result = fn(rank, world)
+        if rank == 0:
+            torch.save(result, out)
+    finally:
+        dist.destroy_process_group()
+
+
+def average_over_ranks(grads) -> None:
+    """What DDP does to parameter gradients: each becomes its mean over the ranks, in place."""
+    import torch.distributed as dist
+
+    for g in grads:
+        dist.all_reduce(g)
+        g /= dist.get_world_size()

@@ -1,17 +1,13 @@
 """gather_features: identity on one process; on two gloo processes the gathered losses
 equal the single-process losses on the concatenated batch, and so do the gradients."""
 
-import socket
-from datetime import timedelta
-
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch import nn
 
 from model.distributed import gather_features
 from model.objectives.losses import CombinatorialLoss, ContrastiveSpanLoss, MilNceLoss
+from tests.helpers import average_over_ranks, on_gloo_ranks
 
 
 @pytest.fixture(autouse=True)
@@ -81,38 +77,16 @@ def _losses(data, rows):
     return {k: v.detach() for k, v in losses.items()}, grads
 
 
-def _worker(rank, world, port, out_path):
-    torch.set_num_threads(1)
-    dist.init_process_group(
-        "gloo",
-        init_method=f"tcp://127.0.0.1:{port}",
-        rank=rank,
-        world_size=world,
-        timeout=timedelta(seconds=60),
-    )
-    try:
-        start = sum(ROWS[:rank])
-        losses, grads = _losses(_data(), slice(start, start + ROWS[rank]))
-        for per_loss in grads.values():  # what DDP does: average parameter gradients
-            for g in per_loss.values():
-                dist.all_reduce(g)
-                g /= world
-        if rank == 0:
-            torch.save({"losses": losses, "grads": grads}, out_path)
-    finally:
-        dist.destroy_process_group()
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _rank(rank, world):
+    start = sum(ROWS[:rank])
+    losses, grads = _losses(_data(), slice(start, start + ROWS[rank]))
+    for per_loss in grads.values():
+        average_over_ranks(per_loss.values())
+    return {"losses": losses, "grads": grads}
 
 
 def test_two_process_gathered_losses_equal_single_process_on_concatenated_batch(tmp_path):
-    out = tmp_path / "rank0.pt"
-    mp.spawn(_worker, args=(len(ROWS), _free_port(), str(out)), nprocs=len(ROWS), join=True)
-    got = torch.load(out)
+    got = on_gloo_ranks(_rank, len(ROWS), tmp_path / "rank0.pt")
     ref_losses, ref_grads = _losses(_data(), slice(0, sum(ROWS)))
     for name, ref in ref_losses.items():
         torch.testing.assert_close(

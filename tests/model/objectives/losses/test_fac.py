@@ -2,17 +2,14 @@
 at chance; masks by property; and the two-process gathered loss and gradients."""
 
 import math
-import socket
-from datetime import timedelta
 
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from model.objectives.losses.fac import FacLoss, nce
+from tests.helpers import average_over_ranks, on_gloo_ranks
 
 TAU = 0.07
 
@@ -197,37 +194,15 @@ def _loss(data, rows):
     return loss.detach(), terms["chance"], grads
 
 
-def _worker(rank, world, port, out_path):
-    torch.set_num_threads(1)
-    dist.init_process_group(
-        "gloo",
-        init_method=f"tcp://127.0.0.1:{port}",
-        rank=rank,
-        world_size=world,
-        timeout=timedelta(seconds=60),
-    )
-    try:
-        start = sum(ROWS[:rank])
-        loss, chance, grads = _loss(_data(), slice(start, start + ROWS[rank]))
-        for g in grads.values():  # what DDP does: average parameter gradients
-            dist.all_reduce(g)
-            g /= world
-        if rank == 0:
-            torch.save({"loss": loss, "chance": chance, "grads": grads}, out_path)
-    finally:
-        dist.destroy_process_group()
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _rank(rank, world):
+    start = sum(ROWS[:rank])
+    loss, chance, grads = _loss(_data(), slice(start, start + ROWS[rank]))
+    average_over_ranks(grads.values())
+    return {"loss": loss, "chance": chance, "grads": grads}
 
 
 def test_two_process_gathered_fac_equals_single_process_on_concatenated_batch(tmp_path):
-    out = tmp_path / "rank0.pt"
-    mp.spawn(_worker, args=(len(ROWS), _free_port(), str(out)), nprocs=len(ROWS), join=True)
-    got = torch.load(out)
+    got = on_gloo_ranks(_rank, len(ROWS), tmp_path / "rank0.pt")
     loss, chance, grads = _loss(_data(), slice(0, sum(ROWS)))
     torch.testing.assert_close(got["loss"], loss, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(got["chance"], chance, atol=1e-5, rtol=1e-5)

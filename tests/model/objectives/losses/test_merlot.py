@@ -2,16 +2,13 @@
 formulas (values and gradients), and the matching loss gathered over two processes."""
 
 import math
-import socket
-from datetime import timedelta
 
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 from torch import nn
 
 from model.objectives.losses.merlot import masked_token_loss, match_nce, order_loss
+from tests.helpers import average_over_ranks, on_gloo_ranks
 
 
 @pytest.fixture(autouse=True)
@@ -186,39 +183,17 @@ def _loss(rows):
     return loss.detach(), list(torch.autograd.grad(loss, params))
 
 
-def _worker(rank, world, port, out_path):
-    torch.set_num_threads(1)
-    dist.init_process_group(
-        "gloo",
-        init_method=f"tcp://127.0.0.1:{port}",
-        rank=rank,
-        world_size=world,
-        timeout=timedelta(seconds=60),
-    )
-    try:
-        start = sum(ROWS[:rank])
-        loss, grads = _loss(slice(start, start + ROWS[rank]))
-        for g in grads:  # what DDP does: average parameter gradients
-            dist.all_reduce(g)
-            g /= world
-        if rank == 0:
-            torch.save({"loss": loss, "grads": grads}, out_path)
-    finally:
-        dist.destroy_process_group()
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _rank(rank, world):
+    start = sum(ROWS[:rank])
+    loss, grads = _loss(slice(start, start + ROWS[rank]))
+    average_over_ranks(grads)
+    return {"loss": loss, "grads": grads}
 
 
 def test_two_process_matching_loss_takes_negatives_from_both_ranks(tmp_path):
     """Gathered over two gloo processes, loss and averaged gradients equal one process on the
     concatenated batch, and differ from the loss of a rank's own rows."""
-    out = tmp_path / "rank0.pt"
-    mp.spawn(_worker, args=(len(ROWS), _free_port(), str(out)), nprocs=len(ROWS), join=True)
-    got = torch.load(out)
+    got = on_gloo_ranks(_rank, len(ROWS), tmp_path / "rank0.pt")
     ref_loss, ref_grads = _loss(slice(0, sum(ROWS)))
     torch.testing.assert_close(got["loss"], ref_loss, atol=1e-5, rtol=1e-5)
     for g, ref in zip(got["grads"], ref_grads, strict=True):
