@@ -157,18 +157,35 @@ class Backbone(nn.Module):
 
         Each part is (tokens (B, S, T_i, D), key mask (B, S, T_i)). With per_segment the
         sequences are single segments (B*S of them, for the fusion objective), else the
-        window in `segment_groups` runs of consecutive segments (B*G sequences of S/G
-        segments; MERLOT Reserve used 2 groups of 8). Returns each part's outputs, (B, S, T_i, D).
+        window in `segment_groups` runs of consecutive segments (see `runs`; MERLOT Reserve
+        used 2 groups of 8). Returns each part's outputs, (B, S, T_i, D).
         """
         assert self.joint is not None, "backbone built without the joint transformer"
+        x, valid, size = self._runs(parts, 1 if per_segment else None)
+        B, S, T, D = x.shape
+        y = self.joint(x.reshape(-1, size * T, D), valid.reshape(-1, size * T))
+        y = y.view(B, -1, T, D)[:, : parts[0][0].shape[1]]  # (B, S, T, D) without the padding
+        return list(y.split([p[0].shape[2] for p in parts], dim=2))
+
+    def runs(self, segments: int) -> int:
+        """Segments per joint sequence for a window of `segments`: ceil(S / segment_groups),
+        so a full window splits into exactly `segment_groups` runs and a shorter one (a
+        still frame, a short video's last window) into as many runs of that length as it
+        fills, the last padded."""
+        return -(-segments // self.config.segment_groups)
+
+    def _runs(self, parts: list[Part], size: int | None) -> tuple[Tensor, Tensor, int]:
+        """The parts side by side (B, S', T, D) and (B, S', T), S' padded with invalid
+        segments to a multiple of the run length (`size`, else `runs(S)`), and that length."""
         x = torch.cat([p[0] for p in parts], dim=2)  # (B, S, T, D)
         valid = torch.cat([p[1] for p in parts], dim=2)  # (B, S, T)
-        B, S, T, D = x.shape
-        G = 1 if per_segment else self.config.segment_groups
-        assert S % G == 0, f"{S} segments do not split into {G} groups"
-        flat = (B * S, T) if per_segment else (B * G, S // G * T)
-        y = self.joint(x.reshape(*flat, D), valid.reshape(flat)).view(B, S, T, D)
-        return list(y.split([p[0].shape[2] for p in parts], dim=2))
+        S = x.shape[1]
+        size = size or self.runs(S)
+        pad = -S % size
+        if pad:
+            x = F.pad(x, (0, 0, 0, 0, 0, pad))
+            valid = F.pad(valid, (0, 0, 0, pad), value=False)
+        return x, valid, size
 
     def attention_received(self, parts: list[Part], queries: Tensor) -> Tensor:
         """How much each token is attended to by the `queries` (B, S, T) bool of its sequence.
@@ -178,16 +195,16 @@ class Backbone(nn.Module):
         query tokens of the token's sequence (0 where a sequence has no query).
         """
         assert self.joint is not None, "backbone built without the joint transformer"
-        x = torch.cat([p[0] for p in parts], dim=2)  # (B, S, T, D)
-        valid = torch.cat([p[1] for p in parts], dim=2)  # (B, S, T)
-        B, S, T, D = x.shape
+        S = parts[0][0].shape[1]
+        x, valid, size = self._runs(parts, None)
+        B, S_pad, T, D = x.shape
         assert queries.shape == (B, S, T), f"queries {tuple(queries.shape)} vs {(B, S, T)}"
-        G = self.config.segment_groups
-        n = S // G * T
-        probs = self.joint.last_attention(x.reshape(B * G, n, D), valid.reshape(B * G, n))
-        q = queries.reshape(B * G, n, 1).to(probs.dtype)  # (B*G, n, 1)
-        received = (probs.mean(1) * q).sum(1) / q.sum(1).clamp(min=1.0)  # (B*G, n)
-        return received.view(B, S, T)
+        queries = F.pad(queries, (0, 0, 0, S_pad - S), value=False)
+        n = size * T
+        probs = self.joint.last_attention(x.reshape(-1, n, D), valid.reshape(-1, n))
+        q = queries.reshape(-1, n, 1).to(probs.dtype)  # (B*runs, n, 1)
+        received = (probs.mean(1) * q).sum(1) / q.sum(1).clamp(min=1.0)  # (B*runs, n)
+        return received.view(B, S_pad, T)[:, :S]
 
     def text_view(
         self,
