@@ -134,6 +134,7 @@ class SpanObjective(nn.Module):
         text_t = self.target["text"](spans).flatten(0, 2).repeat(2, 1)  # (2*B*S*3, E)
 
         chances: dict[str, Tensor] = {}
+        cosines: dict[str, Tensor] = {}
         terms = self.loss(
             {
                 "frame": self.frame_pair(backbone, encoded, batch, m, tv),
@@ -141,9 +142,11 @@ class SpanObjective(nn.Module):
                 "text": (text_q, text_t, text_valid),
             },
             chances,
+            cosines,
         )
         parts = dict(terms)
         parts.update({f"chance/{t}": v for t, v in chances.items()})
+        parts.update({f"cos/{k}": v for k, v in cosines.items()})  # near 1 on both: collapsed
         return sum(terms.values()), parts
 
     def frame_pair(

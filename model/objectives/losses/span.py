@@ -9,6 +9,10 @@ over the valid rows l, u of the batch gathered from every process; v runs over t
 rows and, when a term has them, its extra negatives: targets without a query that count
 in the query -> target direction only (Reserve's audio term: every unmasked sub-segment's
 audio). Each term (frame, audio, text) has its own scale; the span objective sums them.
+
+Each term can also report how alike its rows are: the mean cosine between the queries of
+two different valid rows, and the same for the targets. Near 1 on both sides the term has
+collapsed (every score equal, the loss at chance) rather than merely not learnt yet.
 """
 
 from __future__ import annotations
@@ -38,6 +42,16 @@ def chance(rows: Tensor, negatives: Tensor | int = 0) -> Tensor:
     return 0.5 * (torch.log(n + negatives) + torch.log(n))
 
 
+def mean_cosine(z: Tensor, valid: Tensor) -> Tensor:
+    """Mean cosine between the rows of z (N, E) over pairs of different valid (N,) rows,
+    in O(N E): (|sum_l u_l|^2 - n) / (n (n - 1)) for the unit rows u_l; 0 below two rows."""
+    u = l2norm(z.float()) * valid[:, None]
+    n = valid.sum().float()
+    total = u.sum(0)
+    value = (total @ total - (u * u).sum()) / (n * (n - 1)).clamp(min=1.0)
+    return torch.where(n > 1, value, torch.zeros_like(value))
+
+
 def span_nce(
     x: Tensor, y: Tensor, valid: Tensor, log_scale: Tensor, negatives: Tensor | None = None
 ) -> Tensor:
@@ -48,8 +62,8 @@ def span_nce(
 
 def _term(
     x: Tensor, y: Tensor, valid: Tensor, log_scale: Tensor, negatives: Tensor | None
-) -> tuple[Tensor, Tensor]:
-    """(loss, chance) of one term; see span_nce."""
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(loss, chance, query mean cosine, target mean cosine) of one term; see span_nce."""
     assert x.shape == y.shape and x.dim() == 2, f"x {tuple(x.shape)} vs y {tuple(y.shape)}"
     assert valid.shape == x.shape[:1] and valid.dtype == torch.bool, "valid must be (N,) bool"
     if negatives is None:
@@ -67,7 +81,9 @@ def _term(
     n = valid.sum()
     row = torch.where(valid, row, torch.zeros_like(row)).sum() / n.clamp(min=1)
     level = chance(n, (columns & ~valid).sum()) * (n > 0)
-    return 0.5 * (row + col), level
+    with torch.no_grad():
+        alike = mean_cosine(x, valid), mean_cosine(y, valid)
+    return 0.5 * (row + col), level, *alike
 
 
 class ContrastiveSpanLoss(nn.Module):
@@ -94,15 +110,23 @@ class ContrastiveSpanLoss(nn.Module):
         return {t: self.scale(t).detach().exp() for t in self.log_scales}
 
     def forward(
-        self, pairs: dict[str, Pair], chances: dict[str, Tensor] | None = None
+        self,
+        pairs: dict[str, Pair],
+        chances: dict[str, Tensor] | None = None,
+        cosines: dict[str, Tensor] | None = None,
     ) -> dict[str, Tensor]:
         """pairs: term -> (queries (N, E), targets (N, E), valid (N,) bool[, negatives (N,)
-        bool]). Returns term losses; fills `chances` (term -> value at equal scores) if given."""
+        bool]). Returns term losses; fills `chances` (term -> value at equal scores) and
+        `cosines` (`query/<term>`, `target/<term>` -> mean cosine between valid rows) if given."""
         unknown = set(pairs) - set(self.log_scales)
         assert not unknown, f"no scale for terms {sorted(unknown)}"
         out = {}
         for t, (x, y, valid, *rest) in pairs.items():
-            out[t], level = _term(x, y, valid, self.scale(t), rest[0] if rest else None)
+            out[t], level, query, target = _term(
+                x, y, valid, self.scale(t), rest[0] if rest else None
+            )
             if chances is not None:
                 chances[t] = level.detach()
+            if cosines is not None:
+                cosines[f"query/{t}"], cosines[f"target/{t}"] = query, target
         return out

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from model.objectives.losses.span import ContrastiveSpanLoss
+from model.objectives.losses.span import ContrastiveSpanLoss, mean_cosine
 from tests.helpers import direct_span, direct_span_with_negatives
 
 
@@ -120,3 +120,30 @@ def test_chance_is_the_value_when_every_score_is_equal():
     assert losses["audio"].item() == pytest.approx(0.5 * (math.log(6) + math.log(5)))
     for term in ("audio", "text"):
         assert chances[term].item() == pytest.approx(losses[term].item())
+
+
+def test_mean_cosine_matches_every_pair_of_different_valid_rows():
+    z = torch.randn(9, 5, dtype=torch.float64)
+    valid = torch.tensor([True, True, False, True, True, False, True, True, True])
+    u = torch.nn.functional.normalize(z[valid], dim=-1)
+    pairs = [float(u[i] @ u[j]) for i in range(len(u)) for j in range(len(u)) if i != j]
+    assert mean_cosine(z, valid).item() == pytest.approx(sum(pairs) / len(pairs), abs=1e-6)
+    assert mean_cosine(z, torch.zeros(9, dtype=torch.bool)).item() == 0.0
+    one = torch.zeros(9, dtype=torch.bool)
+    one[3] = True
+    assert mean_cosine(z, one).item() == 0.0  # no pair
+
+
+def test_a_collapsed_term_reports_cosines_of_one():
+    n = 6
+    x = torch.randn(n, 4, dtype=torch.float64)
+    same = torch.ones(n, 4, dtype=torch.float64) * 3.0  # every row the same direction
+    valid = torch.ones(n, dtype=torch.bool)
+    module = ContrastiveSpanLoss(("audio", "text")).double()
+    chances, cosines = {}, {}
+    losses = module({"audio": (x, same, valid), "text": (same, same, valid)}, chances, cosines)
+    assert cosines["target/audio"].item() == pytest.approx(1.0)
+    assert cosines["query/audio"].item() < 0.9  # random queries are not alike
+    assert cosines["query/text"].item() == pytest.approx(1.0)
+    assert cosines["target/text"].item() == pytest.approx(1.0)
+    assert losses["text"].item() == pytest.approx(chances["text"].item())  # all scores equal
