@@ -27,8 +27,9 @@ and for each span term its value when every score is equal (`val/span/chance/<te
 Writes OUT/learning.csv (run, step, direction, r1, r1 / chance, median rank),
 OUT/speed.csv (seconds per training step: the median of `perf/step_s`, and CPU seconds
 of the training process per step, validation included), OUT/span_terms.csv (each span
-term on the held-out windows at the last validation, beside chance) and OUT/learning.png
-(recall@1 / chance against steps), and prints the tables.
+term on the held-out windows at the last validation, beside chance, with the mean cosine
+between its rows' queries and between their targets: both near 1 means collapsed) and
+OUT/learning.png (recall@1 / chance against steps), and prints the tables.
 Still frames (image <-> text) count chance over the stills. An objective that logs
 a `chance` term (fac) gets its held-out loss printed beside it; objectives that log
 more than retrieval (MERLOT: MLM and reordering losses and accuracies) get
@@ -158,6 +159,13 @@ def span_terms(name: str, rows: list[dict[str, float]]) -> list[dict[str, object
             "value": round(r[f"val/span/{term}"], 3),
             "chance": round(r[f"val/span/chance/{term}"], 3),
             "below_chance": round(r[f"val/span/chance/{term}"] - r[f"val/span/{term}"], 3),
+            # mean cosine between different rows' queries, and targets: near 1, collapsed
+            **{
+                f"{side}_cos": round(r[key], 3)
+                if (key := f"val/span/cos/{side}/{term}") in r
+                else ""
+                for side in ("query", "target")
+            },
         }
         for term in SPAN_TERMS
         if f"val/span/chance/{term}" in r

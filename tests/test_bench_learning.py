@@ -103,6 +103,7 @@ def test_span_terms_come_from_the_last_validation_beside_chance():
         {"step": 199.0, "train/span/frame": 1.0},
         {"step": 199.0, "val/span/frame": 3.25, "val/span/chance/frame": 4.5},
     ]
+    logged[-1] |= {"val/span/cos/query/frame": 0.25, "val/span/cos/target/frame": 0.9999}
     (row,) = span_terms("span", logged)  # only the terms with a chance logged
     assert row == {
         "run": "span",
@@ -111,6 +112,8 @@ def test_span_terms_come_from_the_last_validation_beside_chance():
         "value": 3.25,
         "chance": 4.5,
         "below_chance": 1.25,
+        "query_cos": 0.25,
+        "target_cos": 1.0,
     }
     assert span_terms("combinatorial", [{"step": 5.0, "val/t2v_r1": 0.1}]) == []
 
