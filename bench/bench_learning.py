@@ -8,6 +8,7 @@
         --run tiny=configs/tiny.yaml+configs/demo.yaml \\
         --run base=configs/base.yaml+configs/demo-base.yaml      # one GPU
     python bench/bench_learning.py --out /tmp/learning --steps 200 --run merlot  # a named run
+    python bench/bench_learning.py --out /tmp/learning --steps 300 --run span-one-sequence
 
 The corpus is `make demo`'s (demo.py: generated narrated videos, served on 127.0.0.1,
 ingested by the Beam pipeline into 20 s windows), larger by default; a second call with
@@ -107,6 +108,8 @@ DEFAULT_RUNS = {
     "span+combinatorial": (*demo.DEMO_CONFIGS, BENCH / "span-combinatorial.yaml"),
 }
 RUNS |= DEFAULT_RUNS
+# the span row with one joint sequence per window: where its terms collapse
+RUNS["span-one-sequence"] = (*DEFAULT_RUNS["span"], BENCH / "span-one-sequence.yaml")
 
 
 def logged_rows(runs: Path) -> list[dict[str, float]]:
@@ -362,11 +365,15 @@ def main(argv: list[str] | None = None) -> int:
             f"{s['run']:<{width}} {s['wall_s_per_step']!s:>8} wall  {s['cpu_s_per_step']!s:>8} CPU"
         )
     if terms:
-        print("\nspan terms on the held-out windows at the last validation (nats):")
+        print(
+            "\nspan terms on the held-out windows at the last validation (nats), and the mean"
+            "\ncosine between different rows' queries and their targets (both near 1: collapsed):"
+        )
         for t in terms:
             print(
                 f"{t['run']:<{width}} {t['term']:<6} {t['value']:7.3f}  chance {t['chance']:7.3f}"
                 f"  below chance {t['below_chance']:6.3f}"
+                f"  cosines {t['query_cos']!s:>6} {t['target_cos']!s:>6}"
             )
     extra = objective_rows(logs)
     if extra:
