@@ -162,7 +162,7 @@ class Backbone(nn.Module):
         """
         assert self.joint is not None, "backbone built without the joint transformer"
         x, valid, size = self._runs(parts, 1 if per_segment else None)
-        B, S, T, D = x.shape
+        B, _, T, D = x.shape
         y = self.joint(x.reshape(-1, size * T, D), valid.reshape(-1, size * T))
         y = y.view(B, -1, T, D)[:, : parts[0][0].shape[1]]  # (B, S, T, D) without the padding
         return list(y.split([p[0].shape[2] for p in parts], dim=2))

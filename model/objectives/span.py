@@ -41,6 +41,32 @@ from model.objectives.losses.span import ContrastiveSpanLoss
 
 TERMS = ("frame", "audio", "text")
 
+# A term counts as collapsed when its loss is within COLLAPSED_NATS of chance while its
+# queries or its targets are alike (mean cosine between different rows at least
+# COLLAPSED_COSINE). Measured on the demo corpus (docs/DESIGN.md section 3.1): collapsed
+# terms sat 0.00-0.04 nats from chance with one side at 0.94-0.99; learning ones were 0.11
+# or more below chance by step 100, cosines 0.16-0.63.
+COLLAPSED_NATS, COLLAPSED_COSINE = 0.05, 0.9
+
+
+def collapsed_terms(means: dict[str, float]) -> dict[str, str]:
+    """Span terms that have collapsed, each with a one-line account, from the objective's
+    logged parts averaged over an evaluation (`<term>`, `chance/<term>`,
+    `cos/query/<term>`, `cos/target/<term>`; a `span/` prefix is allowed)."""
+    means = {k.removeprefix("span/"): v for k, v in means.items()}
+    out = {}
+    for t in TERMS:
+        keys = (t, f"chance/{t}", f"cos/query/{t}", f"cos/target/{t}")
+        if not all(k in means for k in keys):
+            continue
+        loss, level, query, target = (means[k] for k in keys)
+        if level - loss < COLLAPSED_NATS and max(query, target) >= COLLAPSED_COSINE:
+            out[t] = (
+                f"span/{t} has collapsed: {loss:.3f} nats against {level:.3f} at chance, "
+                f"mean cosine between rows {query:.2f} (queries) and {target:.2f} (targets)"
+            )
+    return out
+
 
 class SpanObjective(nn.Module):
     @staticmethod

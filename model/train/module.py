@@ -25,6 +25,8 @@ numbers of batches) and zero-shot retrieval over the whole validation set, gathe
 every rank at the end (model/eval/evaluation.py): `val/t2v_r1`, `_r5`, `_r10`, `_medr` for t2v,
 v2t, a2v, v2a (t2a, a2t, t2va where the objectives align them), `val/n` windows; and over
 every real segment's still frame (model/eval/deflation.py), i2t and t2i, `val/n_stills`.
+From COLLAPSE_CHECK_AFTER steps on, a span term that validation shows collapsed (at chance,
+its rows alike; docs/DESIGN.md section 3.1) is reported once, as a one-line warning.
 
 Masks are drawn from a generator seeded by (seed, step, rank): a resumed run draws the
 same masks as an uninterrupted one.
@@ -53,11 +55,17 @@ from model.eval.evaluation import (
     retrieval_metrics,
     retrieval_report,
 )
-from model.objectives.reserve import Reserve
+from model.objectives.reserve import Reserve, ReserveOutput
+from model.objectives.span import collapsed_terms
 from model.seeding import derive_seed
 from model.train.checkpoint import CheckpointError
 
 log = logging.getLogger(__name__)
+
+# Training steps before a collapsed span term is reported: at first every term is at chance
+# and its rows alike (docs/DESIGN.md section 3.1; on the demo corpus the terms that learn
+# are clear of the criterion by step 100).
+COLLAPSE_CHECK_AFTER = 200
 
 
 class ReserveModule(L.LightningModule):
@@ -88,6 +96,8 @@ class ReserveModule(L.LightningModule):
         self.model = Reserve(model_config, objectives or ObjectiveConfig())
         self._val_embeddings: list[Embeddings] = []
         self._val_stills: list[Stills] = []
+        self._val_span: dict[str, list[float]] = {}  # span objective's parts, per val batch
+        self._warned: set[str] = set()  # span terms already reported as collapsed
         log.info("Reserve %s: %.1fM parameters", size, self.model.num_params() / 1e6)
 
     @property
@@ -102,7 +112,7 @@ class ReserveModule(L.LightningModule):
         g = torch.Generator(device=self.device)
         return g.manual_seed(derive_seed(self.hparams.seed, *parts, self.global_rank))
 
-    def _step(self, batch: Batch, stage: str, generator: torch.Generator) -> Tensor:
+    def _step(self, batch: Batch, stage: str, generator: torch.Generator) -> ReserveOutput:
         out = self.model(batch, generator)
         sync = stage != "train"
         n = batch.batch_size
@@ -110,10 +120,10 @@ class ReserveModule(L.LightningModule):
         self.log_dict(
             {f"{stage}/{k}": v for k, v in out.terms.items()}, batch_size=n, sync_dist=sync
         )
-        return out.loss
+        return out
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
-        loss = self._step(batch, "train", self._generator("train", self.global_step))
+        loss = self._step(batch, "train", self._generator("train", self.global_step)).loss
         self.log_dict(contrastive_scales(self.model))
         return loss
 
@@ -122,19 +132,25 @@ class ReserveModule(L.LightningModule):
     def on_validation_epoch_start(self) -> None:
         self._val_embeddings = []
         self._val_stills = []
+        self._val_span = {}
 
     def validation_step(self, batch: Batch, batch_idx: int) -> Tensor:
         with local_only():  # ranks run different numbers of validation batches: no collective
-            loss = self._step(batch, "val", self._generator("val", batch_idx))
+            out = self._step(batch, "val", self._generator("val", batch_idx))
         if not self.trainer.sanity_checking:
             self._val_embeddings.append(embed_batch(self.model, batch))
             self._val_stills.append(embed_stills(self.model, batch))
-        return loss
+            for k, v in out.terms.items():
+                if k.startswith("span/"):
+                    self._val_span.setdefault(k, []).append(float(v))
+        return out.loss
 
     def on_validation_epoch_end(self) -> None:
-        """Zero-shot retrieval over every rank's validation windows (a collective)."""
+        """Zero-shot retrieval over every rank's validation windows (a collective), and a
+        warning for each span term that has collapsed (rank 0's windows)."""
         if self.trainer.sanity_checking:
             return
+        self._warn_collapsed({k: sum(v) / len(v) for k, v in self._val_span.items()})
         local = (
             cat(self._val_embeddings)
             if self._val_embeddings
@@ -150,6 +166,21 @@ class ReserveModule(L.LightningModule):
         self.log_dict(retrieval_metrics(report, prefix="val/"))
         self.log("val/n", float(windows.n))
         self.log("val/n_stills", float(stills.present.sum()))
+
+    def _warn_collapsed(self, means: dict[str, float]) -> None:
+        """Log once per term, from COLLAPSE_CHECK_AFTER steps on, each span term that has
+        collapsed on the validation windows (model.objectives.span.collapsed_terms)."""
+        if self.global_step < COLLAPSE_CHECK_AFTER or self.global_rank != 0:
+            return
+        for term, account in collapsed_terms(means).items():
+            if term not in self._warned:
+                self._warned.add(term)
+                log.warning(
+                    "step %d: held out, %s. A small model learns it with shorter joint "
+                    "sequences (model.config.segment_groups; docs/DESIGN.md section 3.1)",
+                    self.global_step,
+                    account,
+                )
 
     # ------------------------------------------------------------------ the tokenizer
 

@@ -12,6 +12,7 @@ from model.nn.joint import TEXT
 from model.nn.masking import span_masks
 from model.objectives.common import Encoded
 from model.objectives.reserve import Reserve
+from model.objectives.span import collapsed_terms
 from tests.helpers import direct_span, direct_span_with_negatives
 
 TINY = ModelConfig.from_name("tiny")
@@ -195,3 +196,33 @@ def test_both_recipes_train_every_parameter_and_stay_finite(recipe):
     assert (prefix + "pool" in names) == (recipe == "reserve")
     assert (prefix + "mask_audio" in names) == (recipe == "reserve")
     assert (prefix + "frame_mask" in names) == (recipe == "legacy")
+
+
+def _parts(term, below, query, target, chance=4.5):
+    return {
+        f"span/{term}": chance - below,
+        f"span/chance/{term}": chance,
+        f"span/cos/query/{term}": query,
+        f"span/cos/target/{term}": target,
+    }
+
+
+def test_collapsed_terms_are_at_chance_with_one_side_alike():
+    # held-out figures of the demo corpus's bench runs (docs/DESIGN.md section 3.1)
+    one_sequence = (
+        _parts("frame", 0.04, 0.97, 0.72)
+        | _parts("audio", 0.03, 0.78, 0.98)
+        | _parts("text", 0.003, 0.90, 0.94)
+    )
+    assert set(collapsed_terms(one_sequence)) == {"frame", "audio", "text"}
+    learning = _parts("frame", 0.11, 0.57, 0.63) | _parts("text", 0.38, 0.28, 0.32)
+    assert collapsed_terms(learning) == {}
+    # at chance but its rows differ: not (yet) collapsed; alike but learning: not collapsed
+    assert collapsed_terms(_parts("audio", 0.01, 0.5, 0.6)) == {}
+    assert collapsed_terms(_parts("audio", 0.2, 0.99, 0.99)) == {}
+    (account,) = collapsed_terms(_parts("frame", 0.0, 0.81, 0.994, chance=2.773)).values()
+    assert account == (
+        "span/frame has collapsed: 2.773 nats against 2.773 at chance, "
+        "mean cosine between rows 0.81 (queries) and 0.99 (targets)"
+    )
+    assert collapsed_terms({"span/frame": 1.0}) == {}  # parts missing: nothing to say

@@ -1,12 +1,15 @@
 """The LightningModule: optimizer groups, schedule, vocabulary, and a two-step fit on CPU
 with validation retrieval."""
 
+import logging
+
 import lightning as L
 import pytest
 import torch
 
 from model.config import ModelConfig, ObjectiveConfig
-from model.data.batch import random_batch
+from model.data.batch import Batch, random_batch
+from model.train import module as module_py
 from model.train.module import ReserveModule, contrastive_scales, lr_factor
 
 
@@ -144,3 +147,55 @@ def test_a_checkpoint_carries_the_tokenizer_and_resuming_with_another_is_refused
     with pytest.raises(CheckpointError, match=r"bpe tokenizer.*bytes tokenizer") as info:
         fit("bytes", ckpt_path=str(ckpt))
     assert "\n" not in str(info.value)
+
+
+def _fit_on_identical_windows(tmp_path, check_after, monkeypatch):
+    """Two steps and a validation on windows whose every segment shows the same frame and
+    every sub-segment holds the same audio and words, so that all the targets of each span
+    term are one (the term collapsed by construction); COLLAPSE_CHECK_AFTER set."""
+    monkeypatch.setattr(module_py, "COLLAPSE_CHECK_AFTER", check_after)
+    module = ReserveModule(
+        size="tiny", config={"max_segments": 4}, objectives=ObjectiveConfig(), warmup_steps=1
+    )
+    one = random_batch(module.model_config, 1, 1, text_len=4, generator=torch.Generator())
+    text = torch.tensor([5, 6, 7, 0])  # three tokens, then padding
+
+    def every(x):  # (1, 1, ...) -> (4, 4, ...): the same in every window and segment
+        return x.repeat(4, 4, *[1] * (x.dim() - 2))
+
+    same = Batch(
+        frames=every(one.frames),
+        audio=every(one.audio[:, :, :1].repeat(1, 1, 3, 1, 1)),
+        text=text.expand(4, 4, 3, 4).clone(),
+        text_mask=(text != 0).expand(4, 4, 3, 4).clone(),
+        segment_mask=torch.ones(4, 4, dtype=torch.bool),
+        audio_present=torch.ones(4, dtype=torch.bool),
+    )
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_steps=2,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        val_check_interval=1,  # two validations: a term is reported once
+        default_root_dir=tmp_path,
+    )
+    loader = torch.utils.data.DataLoader([same, same], batch_size=None)
+    trainer.fit(module, train_dataloaders=loader, val_dataloaders=loader)
+
+
+def test_a_collapsed_span_term_is_reported_once_validation_shows_it(tmp_path, monkeypatch, caplog):
+    with caplog.at_level(logging.WARNING, logger="model.train.module"):
+        _fit_on_identical_windows(tmp_path, 0, monkeypatch)
+    said = [r.getMessage() for r in caplog.records if r.name == "model.train.module"]
+    for term in ("frame", "audio", "text"):
+        assert sum(f"span/{term} has collapsed" in m for m in said) == 1, said  # once each
+    assert all("segment_groups" in m for m in said)
+
+
+def test_no_collapse_is_reported_before_the_check_starts(tmp_path, monkeypatch, caplog):
+    with caplog.at_level(logging.WARNING, logger="model.train.module"):
+        _fit_on_identical_windows(tmp_path, 10, monkeypatch)
+    assert not [r for r in caplog.records if "collapsed" in r.getMessage()]
