@@ -1,23 +1,12 @@
 """gather_features: identity on one process; on two gloo processes the gathered losses
 equal the single-process losses on the concatenated batch, and so do the gradients."""
 
-import pytest
 import torch
 from torch import nn
 
 from model.distributed import gather_features
 from model.objectives.losses import CombinatorialLoss, ContrastiveSpanLoss, MilNceLoss
 from tests.helpers import average_over_ranks, on_gloo_ranks
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread beats two on a busy 2-core machine (by 5-10x here)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 ROWS = (5, 3)  # unequal rows per rank, as at the end of an epoch
 FEATURES, EMBED = 6, 4

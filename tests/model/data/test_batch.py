@@ -6,16 +6,6 @@ import torch
 from model.config import MASK_ID, PAD_ID, ModelConfig
 from model.data.batch import Batch, random_batch
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread beats two on a busy 2-core machine (by 5-10x here)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 TINY = ModelConfig.from_name("tiny")
 
 

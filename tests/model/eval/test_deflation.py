@@ -3,7 +3,6 @@ pathway, and image <-> text retrieval over the stills with words."""
 
 from __future__ import annotations
 
-import pytest
 import torch
 import torch.nn.functional as F
 from hypothesis import given, settings
@@ -22,15 +21,6 @@ from model.eval.deflation import (
 from model.objectives.reserve import Reserve
 
 TINY = ModelConfig.from_name("tiny", max_segments=4)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread beats two on a busy 2-core machine (by 5-10x here)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _batch(segment_mask, seed=0):

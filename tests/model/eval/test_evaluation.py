@@ -31,15 +31,6 @@ from tests.helpers import ITEMS, item_batch
 TINY = ModelConfig.from_name("tiny", max_segments=4)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread beats two on a busy 2-core machine (by 5-10x here)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # ----------------------------------------------------------------------------- known embeddings
 
 

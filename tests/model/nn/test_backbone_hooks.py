@@ -1,22 +1,12 @@
 """The backbone's optional hooks, off by default: attention probabilities (model/nn/layers.py,
 Backbone.attention_received) and unknown frame positions (JointInput.frames)."""
 
-import pytest
 import torch
 
 from model.config import ModelConfig
 from model.data.batch import random_batch
 from model.nn.backbone import Backbone
 from model.nn.layers import Attention, Transformer
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 TINY = ModelConfig.from_name("tiny")
 

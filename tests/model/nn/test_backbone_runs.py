@@ -9,14 +9,6 @@ from model.data.batch import random_batch
 from model.nn.backbone import Backbone
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _backbone(groups: int) -> Backbone:
     torch.manual_seed(0)
     cfg = ModelConfig.from_name("tiny", max_segments=4, segment_groups=groups)

@@ -7,15 +7,6 @@ from model.data.batch import SpanMasks
 from model.nn.masking import borrow_tokens, cell_masks, choose, span_masks
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread beats two on a busy 2-core machine (by 5-10x here)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _inputs(B=4, S=16, seed=0):
     g = torch.Generator().manual_seed(seed)
     segment_mask = torch.ones(B, S, dtype=torch.bool)

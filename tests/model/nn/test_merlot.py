@@ -1,20 +1,10 @@
 """MERLOT's masks and reordering plans: properties over random inputs (hypothesis)."""
 
-import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from model.nn.merlot import Reorder, mlm_masks, order_pairs, pair_labels, reorder_plan
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 FAST = settings(max_examples=60, deadline=None)
 

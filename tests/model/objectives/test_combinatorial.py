@@ -15,15 +15,6 @@ TINY = ModelConfig.from_name("tiny", max_segments=4)
 GROUPS = ["".join(g) for n in (1, 2, 3) for g in itertools.combinations("tva", n)]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread beats two on a busy 2-core machine (by 5-10x here)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)

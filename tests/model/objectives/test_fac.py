@@ -17,15 +17,6 @@ from tests.helpers import item_batch
 TINY = ModelConfig.from_name("tiny", max_segments=4)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread beats two on a busy 2-core machine (by 5-10x here)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _batch(seed=0):
     batch = random_batch(TINY, 3, 4, text_len=5, generator=torch.Generator().manual_seed(seed))
     batch.audio_present[1] = False

@@ -15,15 +15,6 @@ from model.data.batch import Batch, random_batch
 from model.eval.evaluation import embed_batch, evaluate
 from model.objectives.reserve import Reserve
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 TINY = ModelConfig.from_name("tiny")
 
 

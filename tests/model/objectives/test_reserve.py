@@ -9,16 +9,6 @@ from model.nn.backbone import Backbone
 from model.nn.masking import span_masks
 from model.objectives.reserve import Reserve
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread beats two on a busy 2-core machine (by 5-10x here)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 OBJECTIVES = ("span", "combinatorial", "milnce", "mvm", "fac")
 TINY = ModelConfig.from_name("tiny")
 

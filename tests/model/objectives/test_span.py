@@ -18,15 +18,6 @@ from tests.helpers import direct_span, direct_span_with_negatives
 TINY = ModelConfig.from_name("tiny")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread beats two on a busy 2-core machine (by 5-10x here)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _batch(seed=0, B=3, S=4, L=6):
     batch = random_batch(TINY, B, S, text_len=L, generator=torch.Generator().manual_seed(seed))
     batch.segment_mask[1, 3:] = False  # a short window

@@ -13,13 +13,18 @@ from model.train import module as module_py
 from model.train.module import ReserveModule, contrastive_scales, lr_factor
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread beats two on a busy 2-core machine (by 5-10x here)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _two_steps(root, **options) -> L.Trainer:
+    """A quiet CPU trainer for two steps, writing nothing but under `root`."""
+    return L.Trainer(
+        accelerator="cpu",
+        max_steps=2,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=root,
+        **options,
+    )
 
 
 def test_lr_schedule_warms_up_then_decays_by_cosine():
@@ -47,15 +52,7 @@ def test_module_fits_two_steps_on_cpu_and_decays_only_matrices(tmp_path):
         for i in range(2)
     ]
     before = [p.detach().clone() for p in module.parameters()]
-    trainer = L.Trainer(
-        accelerator="cpu",
-        max_steps=2,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-    )
+    trainer = _two_steps(tmp_path)
     loader = torch.utils.data.DataLoader(batches, batch_size=None)
     trainer.fit(module, train_dataloaders=loader, val_dataloaders=loader)
     assert trainer.global_step == 2
@@ -171,17 +168,8 @@ def _fit_on_identical_windows(tmp_path, check_after, monkeypatch):
         segment_mask=torch.ones(4, 4, dtype=torch.bool),
         audio_present=torch.ones(4, dtype=torch.bool),
     )
-    trainer = L.Trainer(
-        accelerator="cpu",
-        max_steps=2,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        val_check_interval=1,  # two validations: a term is reported once
-        default_root_dir=tmp_path,
-    )
+    # two validations: a term is reported once
+    trainer = _two_steps(tmp_path, num_sanity_val_steps=0, val_check_interval=1)
     loader = torch.utils.data.DataLoader([same, same], batch_size=None)
     trainer.fit(module, train_dataloaders=loader, val_dataloaders=loader)
 

@@ -1,20 +1,10 @@
 """Everything-at-Once combinatorial loss against a direct implementation."""
 
-import pytest
 import torch
 import torch.nn.functional as F
 
 from model.config import CombinatorialLossConfig
 from model.objectives.losses.combinatorial import CombinatorialLoss
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread beats two on a busy 2-core machine (by 5-10x here)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def direct_norm_softmax(a, b, t):

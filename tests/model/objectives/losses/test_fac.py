@@ -14,15 +14,6 @@ from tests.helpers import average_over_ranks, on_gloo_ranks
 TAU = 0.07
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread beats two on a busy 2-core machine (by 5-10x here)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def cos(a, b):
     return (a @ b) / (a.norm() * b.norm())
 

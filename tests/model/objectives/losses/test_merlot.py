@@ -11,15 +11,6 @@ from model.objectives.losses.merlot import masked_token_loss, match_nce, order_l
 from tests.helpers import average_over_ranks, on_gloo_ranks
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread beats two on a busy 2-core machine (by 5-10x here)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _close(a, b):
     torch.testing.assert_close(a.double(), b.double(), atol=1e-6, rtol=1e-6)
 

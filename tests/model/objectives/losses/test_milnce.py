@@ -2,19 +2,9 @@
 
 import math
 
-import pytest
 import torch
 
 from model.objectives.losses.milnce import MilNceLoss
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread beats two on a busy 2-core machine (by 5-10x here)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def direct_milnce(v, t, cand):

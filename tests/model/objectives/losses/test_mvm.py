@@ -2,20 +2,10 @@
 
 import math
 
-import pytest
 import torch
 
 from model.nn.targets import hog_targets, patchify, pixel_targets
 from model.objectives.losses.mvm import MaskedPatchLoss
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread beats two on a busy 2-core machine (by 5-10x here)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_masked_patch_loss_matches_direct_mean_over_masked_patches():

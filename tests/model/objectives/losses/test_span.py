@@ -9,15 +9,6 @@ from model.objectives.losses.span import ContrastiveSpanLoss, mean_cosine
 from tests.helpers import direct_span, direct_span_with_negatives
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread beats two on a busy 2-core machine (by 5-10x here)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _leaves(seed, n=9, e=6):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n, e, generator=g, dtype=torch.float64).requires_grad_()
