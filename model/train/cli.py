@@ -13,16 +13,26 @@ Where a run writes follows Lightning's convention: `--trainer.default_root_dir D
 the checkpoints (DIR/checkpoints), TensorBoard (DIR/tensorboard) and CSV logs (DIR/csv).
 `logger: true` (the configs' setting) means those two loggers; a logger or checkpoint
 callback configured with its own save_dir or dirpath keeps it.
+
+`validate --ckpt_path FILE` without training shards: `data.tokenizer: auto` has no shards
+to look beside, so it takes the tokenizer the checkpoint's run used (its record under
+`montage_tokenizer`).
 """
 
 from __future__ import annotations
 
+import atexit
 import inspect
+import logging
 import os
+import shutil
 import sys
+import tempfile
 from functools import partial
+from pathlib import Path
 from typing import Any
 
+import torch
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from lightning.pytorch.strategies import DDPStrategy
@@ -30,10 +40,13 @@ from torch.nn.parallel import DistributedDataParallel
 
 from model.config import ModelConfig
 from model.data.datamodule import ShardDataModule
+from model.data.tokenizer import CHECKPOINT_KEY, TOKENIZER_FILE, from_state, tokenizer_state
 from model.train.checkpoint import READ_ERRORS, CheckpointError, SafeCheckpointIO, unreadable
 from model.train.module import ReserveModule
 from model.train.quiet import quiet_lightning
 from shards.layout import NoShards
+
+log = logging.getLogger(__name__)
 
 # DistributedDataParallel's switch for syncing buffers before forward (renamed in torch 2.13).
 SYNC_BUFFERS = next(
@@ -100,8 +113,36 @@ class MontageCLI(LightningCLI):
         sub = self.config.get("subcommand")
         try:
             super()._parse_ckpt_path()
+            if sub == "validate":
+                self._tokenizer_from_checkpoint(self.config[sub])
         except READ_ERRORS as exc:
             raise unreadable(self.config[sub].get("ckpt_path"), exc) from None
+
+    @staticmethod
+    def _tokenizer_from_checkpoint(config: Any) -> None:
+        """Validating a local checkpoint with `data.tokenizer: auto` and no training shards:
+        the tokenizer its run used, written to a file of this process's that
+        `data.tokenizer` then names (a run from before the record used bytes, as auto does)."""
+        ckpt = config.get("ckpt_path")
+        data = config.data
+        if data.tokenizer != "auto" or data.train_shards is not None:
+            return
+        if not ckpt or not Path(ckpt).is_file():
+            return
+        state = torch.load(ckpt, weights_only=True, map_location="cpu", mmap=True)
+        record = state.get(CHECKPOINT_KEY) if isinstance(state, dict) else None
+        if not isinstance(record, dict) or record.get("kind") != "bpe":
+            return
+        try:
+            tokenizer = from_state(record)
+        except ValueError as exc:
+            raise CheckpointError(f"{ckpt}: {exc}") from None
+        folder = tempfile.mkdtemp(prefix="montage-tokenizer-")
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        path = Path(folder) / TOKENIZER_FILE
+        path.write_text(tokenizer_state(tokenizer)["json"], encoding="utf-8")
+        data.tokenizer = str(path)
+        log.info("data.tokenizer auto: the checkpoint's, %s (%s)", record.get("sha256"), ckpt)
 
     @staticmethod
     def subcommands() -> dict[str, set[str]]:
