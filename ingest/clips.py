@@ -37,6 +37,7 @@ from ingest.core import (
     VideoSource,
     build_sample,
     extraction_params,
+    probe_video,
     step,
 )
 from ingest.deadline import Deadline
@@ -123,12 +124,7 @@ def process_clip(
     deadline = Deadline.after(cfg.limits.process_deadline_s)
     vid = source.video_id
     with step("probe", deadline, vid):
-        try:
-            info = media.probe(video_path, deadline)
-        except media.MediaError as exc:
-            raise VideoFailure("probe", "corrupt_media", str(exc)) from None
-        if not info.has_video:
-            raise VideoFailure("probe", "no_video_stream", f"{video_path.name} has no video stream")
+        info = probe_video(video_path, deadline)
         if clip.start_ms >= info.duration_ms:
             message = f"clip starts at {clip.start_ms} ms, the video lasts {info.duration_ms} ms"
             raise VideoFailure("filter", "too_short", message, "skipped")

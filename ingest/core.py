@@ -115,6 +115,18 @@ def load_captions(path: Path | None, require: bool) -> Captions | None:
         raise VideoFailure("captions", "unreadable_captions", f"{path}: {exc}") from None
 
 
+def probe_video(video_path: Path, deadline: Deadline) -> media.MediaInfo:
+    """The video's media facts; VideoFailure at the probe stage for a file ffprobe cannot
+    read or one without a video stream."""
+    try:
+        info = media.probe(video_path, deadline)
+    except media.MediaError as exc:
+        raise VideoFailure("probe", "corrupt_media", str(exc)) from None
+    if not info.has_video:
+        raise VideoFailure("probe", "no_video_stream", f"{video_path.name} has no video stream")
+    return info
+
+
 def process_video(
     video_path: Path, captions_path: Path | None, cfg: CoreConfig, source: VideoSource
 ) -> CoreResult:
@@ -123,13 +135,7 @@ def process_video(
     deadline = Deadline.after(cfg.limits.process_deadline_s)
     vid = source.video_id
     with step("probe", deadline, vid):
-        try:
-            info = media.probe(video_path, deadline)
-        except media.MediaError as exc:
-            raise VideoFailure("probe", "corrupt_media", str(exc)) from None
-        if not info.has_video:
-            reason = f"{video_path.name} has no video stream"
-            raise VideoFailure("probe", "no_video_stream", reason)
+        info = probe_video(video_path, deadline)
 
     with step("captions", deadline, vid):
         captions = load_captions(captions_path, cfg.filters.require_captions)
