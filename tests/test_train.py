@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
 import subprocess
 import sys
 import warnings
@@ -16,7 +15,6 @@ import torch
 import yaml
 from lightning.pytorch.callbacks import Callback
 
-from model.cli.main import main as model_main
 from model.config import ModelConfig
 from model.train.callbacks import weights_digest
 from model.train.cli import SHAPES, MontageCLI, main
@@ -260,26 +258,6 @@ def test_validate_runs_on_its_own_from_a_checkpoint_and_repeats_the_last_validat
     metrics = cli.trainer.callback_metrics
     assert float(metrics["val/n"]) == VAL_WINDOWS
     for key in ["val/loss", "val/t2v_r1", "val/t2v_medr", "val/a2v_r10", "val/v2a_medr"]:
-        assert float(metrics[key]) == pytest.approx(last_value(fitted, key), rel=1e-5), key
-
-
-def test_validate_without_training_shards_takes_the_checkpoints_own_bpe_tokenizer(shards, tmp_path):
-    train = tmp_path / "train"
-    shutil.copytree(shards["train"], train)  # the shared shards stay without a tokenizer
-    assert model_main(["tokenizer", str(train), "--vocab-size", "300"]) == 0
-    config = tiny_config(tmp_path)
-    data = ["--data.val_shards", str(shards["val"]), "--data.steps_per_epoch", "2"]
-    fit = main(["fit", "--config", str(config), "--data.train_shards", str(train), *data,
-                "--trainer.max_steps", "2"])  # fmt: skip
-    learnt = fit.datamodule.tokenizer_state()
-    assert learnt["kind"] == "bpe", "auto took the BPE beside the training shards"
-    fitted = logged(tmp_path / "runs")
-    ckpt = tmp_path / "runs" / "checkpoints" / "last.ckpt"
-    cli = main(["validate", "--config", str(config), *data, "--ckpt_path", str(ckpt)])
-    assert cli.datamodule.tokenizer_state()["sha256"] == learnt["sha256"], "not bytes: the run's"
-    assert cli.datamodule.vocab_size == fit.datamodule.vocab_size
-    metrics = cli.trainer.callback_metrics
-    for key in ["val/loss", "val/t2v_r1", "val/t2v_medr"]:
         assert float(metrics[key]) == pytest.approx(last_value(fitted, key), rel=1e-5), key
 
 

@@ -10,6 +10,7 @@ import errno
 import os
 import pickle
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -23,6 +24,7 @@ import yaml
 from lightning.pytorch.callbacks import Callback
 
 from devtools.localserve import LocalServer
+from model.cli.main import main as model_main
 from model.train.checkpoint import TMP_MARK, CheckpointError, SafeCheckpointIO
 from model.train.cli import MontageCLI, main
 from tests.helpers import ROOT, recorder, steps_of, tiny_config, write_shards
@@ -291,3 +293,23 @@ def test_an_fsspec_destination_is_written_under_a_temp_name_and_moved_into_place
     assert [p.rsplit("/", 1)[1] for p in fs.ls(root, detail=False)] == ["last.ckpt"]
     assert strategy.load_checkpoint(dest)["global_step"] == 2
     fs.rm(root, recursive=True)
+
+
+def test_validate_without_training_shards_takes_the_checkpoints_own_bpe_tokenizer(shards, tmp_path):
+    train = tmp_path / "train"
+    shutil.copytree(shards["train"], train)  # the shared shards stay without a tokenizer
+    assert model_main(["tokenizer", str(train), "--vocab-size", "300"]) == 0
+    config = tiny_config(tmp_path)
+    data = ["--data.val_shards", str(shards["val"]), "--data.steps_per_epoch", "2"]
+    fit = main(["fit", "--config", str(config), "--data.train_shards", str(train), *data,
+                "--trainer.max_steps", "2"])  # fmt: skip
+    learnt = fit.datamodule.tokenizer_state()
+    assert learnt["kind"] == "bpe", "auto took the BPE beside the training shards"
+    fitted = {k: float(v) for k, v in fit.trainer.callback_metrics.items()}
+    ckpt = tmp_path / "runs" / "checkpoints" / "last.ckpt"
+    cli = main(["validate", "--config", str(config), *data, "--ckpt_path", str(ckpt)])
+    assert cli.datamodule.tokenizer_state()["sha256"] == learnt["sha256"], "not bytes: the run's"
+    assert cli.datamodule.vocab_size == fit.datamodule.vocab_size
+    metrics = cli.trainer.callback_metrics
+    for key in ["val/loss", "val/t2v_r1", "val/t2v_medr"]:
+        assert float(metrics[key]) == pytest.approx(fitted[key], rel=1e-5), key
