@@ -29,8 +29,9 @@ Writes OUT/learning.csv (run, step, direction, r1, r1 / chance, median rank),
 OUT/speed.csv (seconds per training step: the median of `perf/step_s`, and CPU seconds
 of the training process per step, validation included), OUT/span_terms.csv (each span
 term on the held-out windows at the last validation, beside chance, with the mean cosine
-between its rows' queries and between their targets: both near 1 means collapsed) and
-OUT/learning.png (recall@1 / chance against steps), and prints the tables.
+between its rows' queries and between their targets; a term at chance with either near 1
+has collapsed) and OUT/learning.png (recall@1 / chance against steps), and prints the
+tables.
 Still frames (image <-> text) count chance over the stills. An objective that logs
 a `chance` term (fac) gets its held-out loss printed beside it; objectives that log
 more than retrieval (MERLOT: MLM and reordering losses and accuracies) get
@@ -367,7 +368,8 @@ def main(argv: list[str] | None = None) -> int:
     if terms:
         print(
             "\nspan terms on the held-out windows at the last validation (nats), and the mean"
-            "\ncosine between different rows' queries and their targets (both near 1: collapsed):"
+            "\ncosine between different rows' queries and their targets (a term at chance"
+            "\nwith either near 1 has collapsed):"
         )
         for t in terms:
             print(

@@ -157,7 +157,7 @@ class Backbone(nn.Module):
 
         Each part is (tokens (B, S, T_i, D), key mask (B, S, T_i)). With per_segment the
         sequences are single segments (B*S of them, for the fusion objective), else the
-        window in `segment_groups` runs of consecutive segments (see `runs`; MERLOT Reserve
+        window in `segment_groups` runs of consecutive segments (see `run_length`; MERLOT Reserve
         used 2 groups of 8). Returns each part's outputs, (B, S, T_i, D).
         """
         assert self.joint is not None, "backbone built without the joint transformer"
@@ -167,7 +167,7 @@ class Backbone(nn.Module):
         y = y.view(B, -1, T, D)[:, : parts[0][0].shape[1]]  # (B, S, T, D) without the padding
         return list(y.split([p[0].shape[2] for p in parts], dim=2))
 
-    def runs(self, segments: int) -> int:
+    def run_length(self, segments: int) -> int:
         """Segments per joint sequence for a window of `segments`: ceil(S / segment_groups),
         so a full window splits into exactly `segment_groups` runs and a shorter one (a
         still frame, a short video's last window) into as many runs of that length as it
@@ -176,11 +176,11 @@ class Backbone(nn.Module):
 
     def _runs(self, parts: list[Part], size: int | None) -> tuple[Tensor, Tensor, int]:
         """The parts side by side (B, S', T, D) and (B, S', T), S' padded with invalid
-        segments to a multiple of the run length (`size`, else `runs(S)`), and that length."""
+        segments to a multiple of the run length (`size`, else `run_length(S)`), and that length."""
         x = torch.cat([p[0] for p in parts], dim=2)  # (B, S, T, D)
         valid = torch.cat([p[1] for p in parts], dim=2)  # (B, S, T)
         S = x.shape[1]
-        size = size or self.runs(S)
+        size = size or self.run_length(S)
         pad = -S % size
         if pad:
             x = F.pad(x, (0, 0, 0, 0, 0, pad))

@@ -172,7 +172,7 @@ class SpanObjective(nn.Module):
         )
         parts = dict(terms)
         parts.update({f"chance/{t}": v for t, v in chances.items()})
-        parts.update({f"cos/{k}": v for k, v in cosines.items()})  # near 1 on both: collapsed
+        parts.update({f"cos/{k}": v for k, v in cosines.items()})  # see collapsed_terms
         return sum(terms.values()), parts
 
     def frame_pair(

@@ -40,7 +40,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from model.config import ModelConfig
 from model.data.datamodule import ShardDataModule
-from model.data.tokenizer import CHECKPOINT_KEY, TOKENIZER_FILE, from_state, tokenizer_state
+from model.data.tokenizer import CHECKPOINT_KEY, TOKENIZER_FILE, from_state
 from model.train.checkpoint import READ_ERRORS, CheckpointError, SafeCheckpointIO, unreadable
 from model.train.module import ReserveModule
 from model.train.quiet import quiet_lightning
@@ -134,13 +134,13 @@ class MontageCLI(LightningCLI):
         if not isinstance(record, dict) or record.get("kind") != "bpe":
             return
         try:
-            tokenizer = from_state(record)
+            from_state(record)  # a record that is not one: one line, before any work
         except ValueError as exc:
             raise CheckpointError(f"{ckpt}: {exc}") from None
         folder = tempfile.mkdtemp(prefix="montage-tokenizer-")
         atexit.register(shutil.rmtree, folder, ignore_errors=True)
         path = Path(folder) / TOKENIZER_FILE
-        path.write_text(tokenizer_state(tokenizer)["json"], encoding="utf-8")
+        path.write_text(record["json"], encoding="utf-8")
         data.tokenizer = str(path)
         log.info("data.tokenizer auto: the checkpoint's, %s (%s)", record.get("sha256"), ckpt)
 

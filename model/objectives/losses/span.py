@@ -11,8 +11,8 @@ in the query -> target direction only (Reserve's audio term: every unmasked sub-
 audio). Each term (frame, audio, text) has its own scale; the span objective sums them.
 
 Each term can also report how alike its rows are: the mean cosine between the queries of
-two different valid rows, and the same for the targets. Near 1 on both sides the term has
-collapsed (every score equal, the loss at chance) rather than merely not learnt yet.
+two different valid rows, and the same for the targets. A term at chance with either near
+1 has collapsed rather than merely not learnt yet (model.objectives.span.collapsed_terms).
 """
 
 from __future__ import annotations
